@@ -1,0 +1,162 @@
+#pragma once
+/// @file batch.hpp
+/// @brief Batch<Derived>: the CRTP base of every batch class. A batch holds its index and named
+/// components (tensors by default, any type allowed) and its own random stream.
+
+#include "detail/chain.hpp"
+#include "detail/type_name.hpp"
+#include "error.hpp"
+#include "fwd.hpp"
+#include "index.hpp"
+#include "random.hpp"
+
+#include <ATen/core/Tensor.h>
+
+#include <any>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace batchpipe {
+
+/// @brief The base of a batch class: `struct MyBatch : bp::Batch<MyBatch> { ... };`.
+///
+/// Components are named values. A tensor component's first dimension follows the batch's items;
+/// other types (a vector of strings, a struct) are allowed and read with `get<T>`. A batch made
+/// from a dataset with preloaded data starts with that data's rows for its items.
+///
+/// @code
+/// struct MyBatch : bp::Batch<MyBatch> {
+///   ACTION(scale)(float factor) { (*this)["images"] = get("images") * factor; }
+/// };
+/// MyBatch batch;
+/// batch["images"] = at::ones({4, 28, 28});
+/// at::Tensor first = batch.item(0)["images"];      // one item's row
+/// @endcode
+template <class Derived>
+class Batch {
+ public:
+  using batch_type = Derived;
+
+  /// The batch's items: ids, their source rows and, for a files index, their paths.
+  const Index& index() const noexcept { return index_; }
+  /// Number of items.
+  std::size_t size() const noexcept { return index_.size(); }
+  /// The batch's number in its run, counted from 0 across epochs.
+  std::size_t number() const noexcept { return number_; }
+  /// The epoch the batch belongs to.
+  std::size_t epoch() const noexcept { return epoch_; }
+  /// The batch's own random stream, derived from the run's seed and the batch number.
+  Random& random() noexcept { return random_; }
+
+  /// The tensor component `name`, created undefined when missing (for assignment).
+  at::Tensor& operator[](std::string_view name) {
+    auto found = components_.find(name);
+    if (found == components_.end()) {
+      found = components_.emplace(std::string(name), at::Tensor()).first;
+    }
+    return cast<at::Tensor>(name, found->second);
+  }
+
+  /// The component `name` as a T (a tensor unless said); an Error naming the component when it
+  /// is missing or holds another type.
+  template <class T = at::Tensor>
+  T& get(std::string_view name) {
+    return cast<T>(name, find(name));
+  }
+  template <class T = at::Tensor>
+  const T& get(std::string_view name) const {
+    return cast<T>(name, const_cast<Batch*>(this)->find(name));
+  }
+
+  /// Sets (or replaces) component `name`.
+  template <class T>
+  void set(std::string_view name, T value) {
+    components_.insert_or_assign(std::string(name), std::any(std::move(value)));
+  }
+
+  bool has(std::string_view name) const { return components_.find(name) != components_.end(); }
+
+  void erase(std::string_view name) {
+    if (auto found = components_.find(name); found != components_.end()) components_.erase(found);
+  }
+
+  /// Component names, sorted.
+  std::vector<std::string> components() const {
+    std::vector<std::string> names;
+    for (const auto& entry : components_) names.push_back(entry.first);
+    return names;
+  }
+
+  /// @brief One item of a batch: its id and its rows of the tensor components.
+  class Item {
+   public:
+    Id id() const { return batch_->index().id(position_); }
+    std::size_t position() const noexcept { return position_; }
+    /// The item's row of tensor component `name` (a view: writing to it writes the batch).
+    at::Tensor operator[](std::string_view name) const {
+      return batch_->get(name).select(0, static_cast<int64_t>(position_));
+    }
+    /// The item's element of a component that is a std::vector<T>.
+    template <class T>
+    T& get(std::string_view name) const {
+      auto& values = batch_->template get<std::vector<T>>(name);
+      return values.at(position_);
+    }
+
+   private:
+    friend class Batch;
+    Item(Batch* batch, std::size_t position) : batch_(batch), position_(position) {}
+    Batch* batch_;
+    std::size_t position_;
+  };
+
+  /// The item at `position` (0 .. size()-1).
+  Item item(std::size_t position) {
+    if (position >= size()) {
+      throw Error(detail::type_name<Derived>() + ": item " + std::to_string(position) +
+                  " is out of range (batch of " + std::to_string(size()) + ")");
+    }
+    return Item(this, position);
+  }
+
+  /// The class's model directory (see model.hpp).
+  static ModelDirectory<Derived>& models();
+  /// The class's registered actions (see action.hpp).
+  static const ActionRegistry<Derived>& actions();
+
+  // The ends of the ACTION and MODEL chains (detail/chain.hpp); not for users.
+  using bp_self_t = Derived;
+  static detail::chain_root bp_action_chain(detail::rank<0>);
+  static detail::chain_root bp_model_chain(detail::rank<0>);
+
+ private:
+  friend struct detail::access;
+
+  std::any& find(std::string_view name) {
+    auto found = components_.find(name);
+    if (found != components_.end()) return found->second;
+    std::string known;
+    for (const auto& entry : components_) known += (known.empty() ? "" : ", ") + entry.first;
+    throw Error(detail::type_name<Derived>() + ": no component '" + std::string(name) +
+                "' (components: " + (known.empty() ? "none" : known) + ")");
+  }
+
+  template <class T>
+  static T& cast(std::string_view name, std::any& value) {
+    if (auto* typed = std::any_cast<T>(&value)) return *typed;
+    throw Error(detail::type_name<Derived>() + ": component '" + std::string(name) + "' holds " +
+                detail::type_name(value.type()) + ", not " + detail::type_name<T>());
+  }
+
+  Index index_;
+  std::size_t number_ = 0;
+  std::size_t epoch_ = 0;
+  Random random_;
+  std::map<std::string, std::any, std::less<>> components_;
+};
+
+}  // namespace batchpipe

@@ -1,0 +1,145 @@
+#pragma once
+/// @file dataset.hpp
+/// @brief Dataset<B>: an index, a batch class, and optionally preloaded data whose rows follow
+/// the index. This is where batches are created.
+
+#include "batch.hpp"
+#include "detail/access.hpp"
+#include "detail/traits.hpp"
+#include "detail/type_name.hpp"
+#include "error.hpp"
+#include "index.hpp"
+#include "iteration.hpp"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+
+namespace batchpipe {
+
+template <class B>
+struct DatasetSplit;
+
+/// @brief A dataset: which items there are (an Index), what a batch of them is (the batch
+/// class B), and optionally their data, preloaded as tensors whose first dimension has one row
+/// per item.
+///
+/// Copies are cheap and share the data. Subsets and splits share it too: their indexes keep each
+/// item's row.
+///
+/// @code
+/// bp::Dataset<MyBatch> dataset(bp::Index(60000), {{"images", images}, {"labels", labels}});
+/// auto [train, test, validation] = dataset.split(0.8, /*shuffle seed*/ 7);
+/// for (auto& batch : train.gen_batch({.batch_size = 256, .shuffle = 1})) { ... }
+/// auto pipeline = train.pipeline().normalize(0.5f, 0.25f);      // lazy
+/// @endcode
+template <class B>
+class Dataset {
+ public:
+  using batch_type = B;
+  using Data = std::map<std::string, at::Tensor, std::less<>>;
+
+  /// A dataset over `index`; each tensor of `data` must have index.source_size() rows.
+  explicit Dataset(Index index, Data data = {})
+      : index_(std::move(index)), data_(std::make_shared<const Data>(std::move(data))) {
+    for (const auto& [name, tensor] : *data_) check_component(name, tensor);
+  }
+
+  /// A dataset of n items with ids 0 .. n-1.
+  explicit Dataset(std::size_t n, Data data = {}) : Dataset(Index(n), std::move(data)) {}
+
+  const Index& index() const noexcept { return index_; }
+  std::size_t size() const noexcept { return index_.size(); }
+  /// The preloaded data, all rows (not only this dataset's).
+  const Data& data() const noexcept { return *data_; }
+
+  /// The items at `positions` of this dataset, with the same data.
+  Dataset subset(std::span<const std::size_t> positions) const {
+    return Dataset(index_.subset(positions), data_);
+  }
+
+  /// Train / test / validation datasets by shares, optionally shuffled.
+  DatasetSplit<B> split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  DatasetSplit<B> split(double train_share, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+
+  /// Makes the batch of the items at `positions` (of this dataset's index): its index, and the
+  /// preloaded data's rows for those items (copied, so actions may change them in place).
+  B create_batch(std::span<const std::size_t> positions) const {
+    static_assert(std::is_default_constructible_v<B>, "a batch class must be default-constructible");
+    B batch{};
+    detail::access::index(batch) = index_.subset_unchecked(positions);
+    if (!data_->empty()) {
+      const Index& items = batch.index();
+      at::Tensor rows = at::empty({static_cast<int64_t>(items.size())}, at::kLong);
+      auto* row = rows.data_ptr<int64_t>();
+      for (std::size_t i = 0; i < items.size(); ++i) row[i] = static_cast<int64_t>(items.source(i));
+      for (const auto& [name, tensor] : *data_) {
+        batch.set(name, tensor.index_select(0, rows.to(tensor.device())));
+      }
+    }
+    return batch;
+  }
+
+  /// A new, empty pipeline over this dataset (lazy: building it runs nothing).
+  Pipeline<B> pipeline() const;
+  /// Short for pipeline().
+  Pipeline<B> p() const { return pipeline(); }
+
+  /// The dataset's batches, made on demand: `for (auto& batch : dataset.gen_batch(options))`.
+  BatchStream<B> gen_batch(const RunOptions& options) const;
+
+  /// The next batch of an iteration that the first call starts with `options` (later calls
+  /// continue it); nothing once it is over. reset_iter() starts again.
+  std::optional<B> next_batch(const RunOptions& options);
+  void reset_iter();
+
+ private:
+  Dataset(Index index, std::shared_ptr<const Data> data) : index_(std::move(index)), data_(std::move(data)) {}
+
+  void check_component(const std::string& name, const at::Tensor& tensor) const {
+    if (!tensor.defined() || tensor.dim() == 0) {
+      throw Error("Dataset<" + detail::type_name<B>() + ">: component '" + name +
+                  "' must be a tensor with one row per item, got " +
+                  (tensor.defined() ? "a scalar" : "an undefined tensor"));
+    }
+    if (static_cast<std::size_t>(tensor.size(0)) != index_.source_size()) {
+      throw Error("Dataset<" + detail::type_name<B>() + ">: component '" + name + "' has " +
+                  std::to_string(tensor.size(0)) + " rows, the index " +
+                  std::to_string(index_.source_size()) + " items");
+    }
+  }
+
+  Index index_;
+  std::shared_ptr<const Data> data_;
+  detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
+};
+
+/// @brief The parts of a split dataset.
+template <class B>
+struct DatasetSplit {
+  Dataset<B> train;
+  Dataset<B> test;
+  Dataset<B> validation;
+};
+
+template <class B>
+DatasetSplit<B> Dataset<B>::split(Shares shares, std::optional<std::uint64_t> shuffle) const {
+  auto parts = index_.split(shares, shuffle);
+  return {Dataset(std::move(parts.train), data_), Dataset(std::move(parts.test), data_),
+          Dataset(std::move(parts.validation), data_)};
+}
+
+template <class B>
+DatasetSplit<B> Dataset<B>::split(double train_share, std::optional<std::uint64_t> shuffle) const {
+  return split(Shares{.train = train_share, .test = 1.0 - train_share, .validation = 0.0}, shuffle);
+}
+
+}  // namespace batchpipe
+
+#include "pipeline.hpp"

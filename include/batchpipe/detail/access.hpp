@@ -1,0 +1,51 @@
+#pragma once
+// detail::access: the one friend of every batch class. The ACTION and MODEL macros declare it a
+// friend, so the library reaches the chains and model definitions even when a user declares
+// them in a private section.
+
+#include "chain.hpp"
+
+#include <cstdint>
+#include <string_view>
+
+namespace batchpipe::detail {
+
+/// The key that a model definition's template parameter demands. Only `access` can make one,
+/// so user code cannot call a model definition (MODEL's promise).
+struct model_pass {
+ private:
+  constexpr model_pass() = default;
+  friend struct access;
+};
+
+struct access {
+  static constexpr model_pass pass() { return model_pass{}; }
+
+  /// The last ACTION / MODEL descriptor of B (chain_root when there is none).
+  template <class B>
+  using last_action = decltype(B::bp_action_chain(rank<max_chain_length>{}));
+  template <class B>
+  using last_model = decltype(B::bp_model_chain(rank<max_chain_length>{}));
+
+  /// The base class that gives Pipeline<B> one fluent method per action of B.
+  template <class B, class Pipeline>
+  using fluent_base = typename last_action<B>::template fluent<Pipeline>;
+
+  /// Runs the model definition described by Model.
+  template <class B, class Model>
+  static auto build_model() {
+    return Model::template define<B, pass()>();
+  }
+
+  /// The batch's private state, set by the library when it makes a batch.
+  template <class B>
+  static auto& index(B& batch) { return batch.index_; }
+  template <class B>
+  static auto& number(B& batch) { return batch.number_; }
+  template <class B>
+  static auto& epoch(B& batch) { return batch.epoch_; }
+  template <class B>
+  static auto& random(B& batch) { return batch.random_; }
+};
+
+}  // namespace batchpipe::detail

@@ -1,0 +1,232 @@
+#pragma once
+// The engine under every pipeline run: batches are made on a oneTBB task arena, up to
+// prefetch + 1 of them in flight, and handed to the consumer in index order (or as they finish).
+//
+// What it guarantees, and how:
+// - An exception from a batch reaches the consumer at that batch's turn. Tasks catch everything
+//   (an exception escaping an enqueued task would abort the process) and park it in the slot.
+// - After an error, or when the consumer stops early (destroys the stream), the batches still in
+//   flight are cancelled between actions and waited for: nothing runs on after the stream is
+//   gone, nothing is delivered twice, nothing stale is delivered.
+// - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
+//   it so that they do not oversubscribe the cores (see ThreadBudget).
+
+#include "../iteration.hpp"
+
+#include <ATen/Parallel.h>
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <utility>
+
+namespace batchpipe::detail {
+
+/// Thrown inside a task that noticed the stream was cancelled; never reaches a user.
+struct cancelled_run {};
+
+/// How a run's threads are shared out.
+struct ThreadBudget {
+  std::size_t total = 1;      // the budget: cores the run may use
+  std::size_t batches = 1;    // batches computed at once
+  std::size_t intra_op = 1;   // LibTorch intra-op threads
+
+  static ThreadBudget from(const RunOptions& options) {
+    ThreadBudget budget;
+    budget.total = options.threads ? options.threads
+                                   : std::max<std::size_t>(1, std::thread::hardware_concurrency());
+    budget.batches = options.prefetch == 0 ? 1 : std::min(budget.total, options.prefetch + 1);
+    budget.intra_op = options.intra_op_threads ? options.intra_op_threads
+                                               : std::max<std::size_t>(1, budget.total / budget.batches);
+    return budget;
+  }
+};
+
+/// Sets LibTorch's intra-op thread count for the lifetime of a run, then restores it.
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(std::size_t n) : previous_(at::get_num_threads()) { apply(static_cast<int>(n)); }
+  ~IntraOpThreads() { apply(previous_); }
+  IntraOpThreads(const IntraOpThreads&) = delete;
+  IntraOpThreads& operator=(const IntraOpThreads&) = delete;
+
+  /// Sets the count for the calling thread. With OpenMP the count is kept per thread (a worker
+  /// keeps what it was first given), so each task applies the run's count on its own thread.
+  /// Setting the same value again is skipped: LibTorch's native thread pool warns about any
+  /// change made after parallel work started.
+  static void apply(int n) {
+    if (n > 0 && n != at::get_num_threads()) at::set_num_threads(n);
+  }
+
+ private:
+  int previous_;
+};
+
+/// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.
+template <class T>
+class Prefetcher {
+ public:
+  /// Makes the value of one batch; may throw. Between steps it should throw cancelled_run once
+  /// `cancelled` is set: the stream is being torn down and nobody will take the value.
+  using Work = std::function<T(BatchPlan, const std::atomic<bool>& cancelled)>;
+
+  Prefetcher(BatchSampler sampler, Work work, const RunOptions& options)
+      : sampler_(std::move(sampler)),
+        work_(std::move(work)),
+        prefetch_(options.prefetch),
+        ordered_(options.ordered),
+        budget_(ThreadBudget::from(options)),
+        intra_op_(budget_.intra_op),
+        workers_(make_worker_limit(prefetch_, budget_)),
+        arena_(static_cast<int>(budget_.total), prefetch_ == 0 ? 1 : 0) {}
+
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  ~Prefetcher() { cancel_and_wait(); }
+
+  /// The next value, or nothing when the plans are exhausted or after an error was delivered.
+  /// Rethrows the exception of the batch whose turn it is.
+  std::optional<T> next() {
+    if (finished_) return std::nullopt;
+    return prefetch_ == 0 ? next_inline() : next_prefetched();
+  }
+
+  const ThreadBudget& budget() const noexcept { return budget_; }
+
+ private:
+  struct Slot {
+    BatchPlan plan;
+    std::optional<T> value;
+    std::exception_ptr error;
+    bool done = false;
+  };
+
+  // prefetch 0: the consumer makes each batch itself, inside the arena so that parallel loops in
+  // its actions stay within the budget.
+  std::optional<T> next_inline() {
+    auto plan = sampler_.next();
+    if (!plan) return finish();
+    std::optional<T> value;
+    std::exception_ptr error;
+    arena_.execute([&] {
+      try {
+        value.emplace(work_(std::move(*plan), cancelled_));
+      } catch (...) {
+        error = std::current_exception();
+      }
+    });
+    if (error) {
+      finished_ = true;
+      std::rethrow_exception(error);
+    }
+    return value;
+  }
+
+  std::optional<T> next_prefetched() {
+    while (window_.size() < prefetch_ + 1) {
+      auto plan = sampler_.next();
+      if (!plan) break;
+      launch(std::move(*plan));
+    }
+    if (window_.empty()) return finish();
+
+    std::unique_ptr<Slot> slot;
+    {
+      std::unique_lock lock(mutex_);
+      typename std::deque<std::unique_ptr<Slot>>::iterator ready;
+      done_.wait(lock, [&] {
+        ready = ordered_ ? window_.begin()
+                         : std::find_if(window_.begin(), window_.end(), [](const auto& s) { return s->done; });
+        return ready != window_.end() && (*ready)->done;
+      });
+      slot = std::move(*ready);
+      window_.erase(ready);
+    }
+    if (slot->error) {
+      finished_ = true;
+      cancel_and_wait();
+      std::rethrow_exception(slot->error);
+    }
+    return std::move(slot->value);
+  }
+
+  void launch(BatchPlan plan) {
+    window_.push_back(std::make_unique<Slot>(Slot{std::move(plan), {}, {}, false}));
+    Slot* slot = window_.back().get();
+    {
+      std::scoped_lock lock(mutex_);
+      ++in_flight_;
+    }
+    arena_.enqueue([this, slot] {
+      std::optional<T> value;
+      std::exception_ptr error;
+      try {
+        if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
+        IntraOpThreads::apply(static_cast<int>(budget_.intra_op));
+        value.emplace(work_(std::move(slot->plan), cancelled_));
+      } catch (...) {
+        error = std::current_exception();
+      }
+      std::scoped_lock lock(mutex_);
+      slot->value = std::move(value);
+      slot->error = error;
+      slot->done = true;
+      --in_flight_;
+      // Notify under the lock: once in_flight_ is 0 the destructor may free this object as soon as
+      // it can take the lock.
+      done_.notify_all();
+    });
+  }
+
+  // With prefetch the consumer only waits, so all `total` threads of the budget must be TBB
+  // workers; oneTBB's default allows one fewer (it counts the main thread). A stricter limit
+  // set by the application still wins: oneTBB applies the smallest active one.
+  static std::optional<tbb::global_control> make_worker_limit(std::size_t prefetch,
+                                                              const ThreadBudget& budget) {
+    if (prefetch == 0) return std::nullopt;
+    return std::optional<tbb::global_control>(std::in_place,
+                                              tbb::global_control::max_allowed_parallelism,
+                                              budget.total + 1);
+  }
+
+  std::optional<T> finish() {
+    finished_ = true;
+    return std::nullopt;
+  }
+
+  void cancel_and_wait() {
+    cancelled_.store(true, std::memory_order_relaxed);
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return in_flight_ == 0; });
+    window_.clear();
+  }
+
+  BatchSampler sampler_;
+  Work work_;
+  std::size_t prefetch_;
+  bool ordered_;
+  ThreadBudget budget_;
+  IntraOpThreads intra_op_;
+  std::optional<tbb::global_control> workers_;
+  tbb::task_arena arena_;
+
+  std::mutex mutex_;
+  std::condition_variable done_;
+  std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
+  std::size_t in_flight_ = 0;
+  std::atomic<bool> cancelled_{false};
+  bool finished_ = false;
+};
+
+}  // namespace batchpipe::detail

@@ -1,0 +1,388 @@
+#pragma once
+/// @file index.hpp
+/// @brief Index: the unique ids of a dataset's items, their rows in the data, and their files.
+
+#include "error.hpp"
+#include "random.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+namespace batchpipe {
+
+/// @brief An item's id: an integer or a string (a file name, say).
+using Id = std::variant<std::int64_t, std::string>;
+
+/// @brief The id as text, for messages.
+inline std::string to_string(const Id& id) {
+  if (const auto* number = std::get_if<std::int64_t>(&id)) return std::to_string(*number);
+  return std::get<std::string>(id);
+}
+
+/// @brief How `Index::split` shares the items out. Shares must be >= 0 and add up to 1.
+struct Shares {
+  double train = 0.8;
+  double test = 0.2;
+  double validation = 0.0;
+};
+
+class Index;
+
+/// @brief The parts of a split index; an empty share gives an empty index.
+struct IndexSplit;
+
+/// @brief The ordered, unique ids of a dataset's items.
+///
+/// An index maps each position (0 .. size()-1) to an id and to a *source row*: the row of the
+/// dataset's preloaded data, or of its files list, where the item lives. A fresh index's rows are
+/// its positions; a subset or a split keeps the rows of the items it picked, so every index cut
+/// from one dataset addresses the same data. Copies are cheap (the ids are shared).
+///
+/// @code
+/// bp::Index range(60000);                                 // ids 0 .. 59999
+/// bp::Index named(std::vector<std::string>{"a", "b", "c"});
+/// auto files = bp::Index::from_glob("data/*.png");        // ids are file names
+/// auto parts = range.split({.train = 0.8, .test = 0.2}, /*shuffle seed*/ 42);
+/// @endcode
+class Index {
+ public:
+  /// An empty index.
+  Index() : Index(std::size_t{0}) {}
+
+  /// Ids 0 .. n-1.
+  explicit Index(std::size_t n) : source_(std::make_shared<Source>()) {
+    mutable_source().size = n;
+  }
+
+  /// The given integer ids, which must be unique.
+  explicit Index(const std::vector<std::int64_t>& ids)
+      : Index(std::vector<Id>(ids.begin(), ids.end())) {}
+
+  /// The given string ids, which must be unique.
+  explicit Index(const std::vector<std::string>& ids)
+      : Index(std::vector<Id>(ids.begin(), ids.end())) {}
+
+  /// The given ids, which must be unique.
+  explicit Index(std::vector<Id> ids) : source_(std::make_shared<Source>()) {
+    auto& source = mutable_source();
+    source.size = ids.size();
+    source.row_of.reserve(ids.size());
+    for (std::size_t row = 0; row < ids.size(); ++row) {
+      auto [where, inserted] = source.row_of.emplace(ids[row], row);
+      if (!inserted) {
+        throw Error("Index: duplicate id '" + to_string(ids[row]) + "' at positions " +
+                    std::to_string(where->second) + " and " + std::to_string(row));
+      }
+    }
+    source.ids = std::move(ids);
+  }
+
+  /// A files index: one item per path, its id the file name (without the extension when
+  /// `strip_extension`). Two paths with the same id are an error naming both.
+  static Index from_paths(std::vector<std::filesystem::path> paths, bool strip_extension = false) {
+    std::vector<Id> ids;
+    ids.reserve(paths.size());
+    std::unordered_map<std::string, std::size_t> first_seen;
+    for (std::size_t i = 0; i < paths.size(); ++i) {
+      auto name = (strip_extension ? paths[i].stem() : paths[i].filename()).string();
+      if (auto [where, inserted] = first_seen.emplace(name, i); !inserted) {
+        throw Error("files index: two files have the id '" + name + "': " +
+                    paths[where->second].string() + " and " + paths[i].string());
+      }
+      ids.emplace_back(std::move(name));
+    }
+    Index index(std::move(ids));
+    index.mutable_source().paths = std::move(paths);
+    return index;
+  }
+
+  /// A files index of the regular files matching `pattern`, sorted by path. `*` and `?` match
+  /// within one path component, in any component (`data/*/img_??.png`).
+  static Index from_glob(const std::string& pattern, bool strip_extension = false);
+
+  /// A files index of the regular files in `folder` (and its subfolders when `recursive`),
+  /// keeping those whose extension is listed (".png") when `extensions` is not empty.
+  static Index from_folder(const std::filesystem::path& folder,
+                           const std::vector<std::string>& extensions = {},
+                           bool recursive = false, bool strip_extension = false);
+
+  std::size_t size() const noexcept { return rows_ ? rows_->size() : source_->size; }
+  bool empty() const noexcept { return size() == 0; }
+
+  /// The id at `position`.
+  Id id(std::size_t position) const {
+    const std::size_t row = source(position);
+    if (source_->ids.empty()) return static_cast<std::int64_t>(row);
+    return source_->ids[row];
+  }
+
+  /// All ids, in order.
+  std::vector<Id> ids() const {
+    std::vector<Id> result;
+    result.reserve(size());
+    for (std::size_t i = 0; i < size(); ++i) result.push_back(id(i));
+    return result;
+  }
+
+  /// The source row (of the preloaded data, or of the files list) of the item at `position`.
+  std::size_t source(std::size_t position) const {
+    check_position(position);
+    return rows_ ? (*rows_)[position] : position;
+  }
+
+  /// How many rows the data under this index has: the size of the index it was cut from.
+  std::size_t source_size() const noexcept { return source_->size; }
+
+  /// True when the id is in this index.
+  bool contains(const Id& id) const { return find(id).has_value(); }
+
+  /// The position of `id`; an Error when it is not in this index.
+  std::size_t position(const Id& id) const {
+    if (auto found = find(id)) return *found;
+    throw Error("Index: no item with id '" + to_string(id) + "'");
+  }
+
+  /// True for a files index.
+  bool has_paths() const noexcept { return !source_->paths.empty(); }
+
+  /// The file of the item at `position` (files indexes only).
+  const std::filesystem::path& path(std::size_t position) const {
+    if (!has_paths()) throw Error("Index: path() asked of an index that holds no files");
+    return source_->paths[source(position)];
+  }
+
+  /// The items at `positions` (unique, in range), in that order.
+  Index subset(std::span<const std::size_t> positions) const {
+    std::vector<std::size_t> sorted(positions.begin(), positions.end());
+    std::sort(sorted.begin(), sorted.end());
+    if (auto repeated = std::adjacent_find(sorted.begin(), sorted.end()); repeated != sorted.end()) {
+      throw Error("Index::subset: position " + std::to_string(*repeated) + " is given twice");
+    }
+    for (std::size_t p : positions) check_position(p);
+    return subset_unchecked(positions);
+  }
+
+  /// The items with the given ids, in that order.
+  Index subset_of_ids(std::span<const Id> ids) const {
+    std::vector<std::size_t> positions;
+    positions.reserve(ids.size());
+    for (const auto& id : ids) positions.push_back(position(id));
+    return subset(positions);
+  }
+
+  /// Splits into train, test and validation parts by shares, in index order or, with a seed,
+  /// shuffled. Part sizes are rounded shares of size(); validation takes what rounding leaves.
+  IndexSplit split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+
+  /// Splits into train (`train_share`) and test (the rest).
+  IndexSplit split(double train_share, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+
+  /// The items in a random order drawn from `seed`.
+  Index shuffled(std::uint64_t seed) const {
+    std::vector<std::size_t> order(size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    Random(seed).shuffle(order);
+    return subset_unchecked(order);
+  }
+
+  /// The items at `positions`, unchecked: for callers that made the positions themselves.
+  Index subset_unchecked(std::span<const std::size_t> positions) const {
+    auto rows = std::make_shared<std::vector<std::size_t>>();
+    rows->reserve(positions.size());
+    for (std::size_t p : positions) rows->push_back(rows_ ? (*rows_)[p] : p);
+    Index result;
+    result.source_ = source_;
+    result.rows_ = std::move(rows);
+    return result;
+  }
+
+  friend bool operator==(const Index& a, const Index& b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      if (a.id(i) != b.id(i)) return false;
+    }
+    return true;
+  }
+
+ private:
+  struct Source {
+    std::size_t size = 0;
+    std::vector<Id> ids;                              // empty: the ids are the rows
+    std::vector<std::filesystem::path> paths;         // empty: not a files index
+    std::unordered_map<Id, std::size_t> row_of;       // id -> row, when ids are explicit
+  };
+  // Position of each row in a subset, built on the first look-up by id.
+  struct PositionTable {
+    std::once_flag built;
+    std::unordered_map<std::size_t, std::size_t> position_of_row;
+  };
+
+  Source& mutable_source() { return const_cast<Source&>(*source_); }
+
+  void check_position(std::size_t position) const {
+    if (position >= size()) {
+      throw Error("Index: position " + std::to_string(position) + " is out of range (size " +
+                  std::to_string(size()) + ")");
+    }
+  }
+
+  std::optional<std::size_t> find_row(const Id& id) const {
+    if (source_->ids.empty()) {
+      const auto* number = std::get_if<std::int64_t>(&id);
+      if (!number || *number < 0 || static_cast<std::size_t>(*number) >= source_->size) {
+        return std::nullopt;
+      }
+      return static_cast<std::size_t>(*number);
+    }
+    auto found = source_->row_of.find(id);
+    if (found == source_->row_of.end()) return std::nullopt;
+    return found->second;
+  }
+
+  std::optional<std::size_t> find(const Id& id) const {
+    auto row = find_row(id);
+    if (!row || !rows_) return row;
+    std::call_once(positions_->built, [this] {
+      for (std::size_t p = 0; p < rows_->size(); ++p) positions_->position_of_row[(*rows_)[p]] = p;
+    });
+    auto found = positions_->position_of_row.find(*row);
+    if (found == positions_->position_of_row.end()) return std::nullopt;
+    return found->second;
+  }
+
+  std::shared_ptr<const Source> source_;
+  std::shared_ptr<const std::vector<std::size_t>> rows_;  // null: every source row, in order
+  std::shared_ptr<PositionTable> positions_ = std::make_shared<PositionTable>();
+};
+
+struct IndexSplit {
+  Index train;
+  Index test;
+  Index validation;
+};
+
+namespace detail {
+
+/// Glob matching of one path component: `*` any run of characters, `?` one character.
+inline bool wildcard_match(std::string_view pattern, std::string_view text) {
+  std::size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p, ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++, resume = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1, t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+inline bool has_wildcard(const std::string& component) {
+  return component.find_first_of("*?") != std::string::npos;
+}
+
+/// Expands the components of a glob pattern one at a time, from `base`.
+inline void expand_glob(const std::filesystem::path& base,
+                        std::vector<std::string>::const_iterator component,
+                        std::vector<std::string>::const_iterator end,
+                        std::vector<std::filesystem::path>& out) {
+  namespace fs = std::filesystem;
+  if (component == end) {
+    std::error_code ec;
+    if (fs::is_regular_file(base, ec)) out.push_back(base);
+    return;
+  }
+  if (!has_wildcard(*component)) {
+    expand_glob(base / *component, component + 1, end, out);
+    return;
+  }
+  std::error_code ec;
+  fs::directory_iterator entries(base.empty() ? fs::path(".") : base, ec);
+  if (ec) return;
+  for (const auto& entry : entries) {
+    const auto name = entry.path().filename().string();
+    if (wildcard_match(*component, name)) {
+      expand_glob(base / name, component + 1, end, out);
+    }
+  }
+}
+
+}  // namespace detail
+
+inline Index Index::from_glob(const std::string& pattern, bool strip_extension) {
+  const std::filesystem::path path(pattern);
+  std::vector<std::string> components;
+  for (const auto& part : path.relative_path()) components.push_back(part.string());
+  std::vector<std::filesystem::path> found;
+  detail::expand_glob(path.root_path(), components.begin(), components.end(), found);
+  std::sort(found.begin(), found.end());
+  return from_paths(std::move(found), strip_extension);
+}
+
+inline Index Index::from_folder(const std::filesystem::path& folder,
+                                const std::vector<std::string>& extensions, bool recursive,
+                                bool strip_extension) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(folder)) {
+    throw Error("files index: '" + folder.string() + "' is not a folder");
+  }
+  auto wanted = [&](const fs::directory_entry& entry) {
+    if (!entry.is_regular_file()) return false;
+    if (extensions.empty()) return true;
+    const auto extension = entry.path().extension().string();
+    return std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
+  };
+  std::vector<fs::path> found;
+  if (recursive) {
+    for (const auto& entry : fs::recursive_directory_iterator(folder)) {
+      if (wanted(entry)) found.push_back(entry.path());
+    }
+  } else {
+    for (const auto& entry : fs::directory_iterator(folder)) {
+      if (wanted(entry)) found.push_back(entry.path());
+    }
+  }
+  std::sort(found.begin(), found.end());
+  return from_paths(std::move(found), strip_extension);
+}
+
+inline IndexSplit Index::split(Shares shares, std::optional<std::uint64_t> shuffle) const {
+  const double total = shares.train + shares.test + shares.validation;
+  if (shares.train < 0 || shares.test < 0 || shares.validation < 0 || std::abs(total - 1.0) > 1e-9) {
+    throw Error("Index::split: shares must be >= 0 and add up to 1 (train " +
+                std::to_string(shares.train) + ", test " + std::to_string(shares.test) +
+                ", validation " + std::to_string(shares.validation) + ")");
+  }
+  const Index ordered = shuffle ? shuffled(*shuffle) : *this;
+  const auto n = static_cast<double>(size());
+  const auto n_train = std::min(size(), static_cast<std::size_t>(std::llround(n * shares.train)));
+  const auto n_test =
+      std::min(size() - n_train, static_cast<std::size_t>(std::llround(n * shares.test)));
+  std::vector<std::size_t> positions(size());
+  for (std::size_t i = 0; i < positions.size(); ++i) positions[i] = i;
+  const std::span<const std::size_t> all(positions);
+  return IndexSplit{ordered.subset_unchecked(all.subspan(0, n_train)),
+                    ordered.subset_unchecked(all.subspan(n_train, n_test)),
+                    ordered.subset_unchecked(all.subspan(n_train + n_test))};
+}
+
+inline IndexSplit Index::split(double train_share, std::optional<std::uint64_t> shuffle) const {
+  return split(Shares{.train = train_share, .test = 1.0 - train_share, .validation = 0.0}, shuffle);
+}
+
+}  // namespace batchpipe

@@ -1,0 +1,281 @@
+#pragma once
+/// @file pipeline.hpp
+/// @brief Pipeline<B>: a lazy chain of actions over a dataset, and BatchStream<B>: the batches
+/// of one run. This is where an action is dispatched on a batch.
+
+#include "action.hpp"
+#include "batch.hpp"
+#include "dataset.hpp"
+#include "detail/access.hpp"
+#include "detail/executor.hpp"
+#include "detail/traits.hpp"
+#include "detail/type_name.hpp"
+#include "error.hpp"
+#include "iteration.hpp"
+#include "random.hpp"
+
+#include <any>
+#include <atomic>
+#include <chrono>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace batchpipe {
+
+/// @brief The batches of one run of a pipeline, made on demand (with prefetch, on the arena).
+///
+/// `next()` returns the next batch or nothing at the end; a range-for loop does the same. An
+/// action's exception reaches the caller of `next()` (or the loop) as an ActionError at that
+/// batch's turn; the stream is over after it. Destroying the stream (leaving a loop with `break`)
+/// cancels the batches in flight and waits for the ones running, so nothing outlives it.
+///
+/// @code
+/// for (auto& batch : pipeline.gen_batch({.batch_size = 64, .prefetch = 2})) {
+///   if (batch.number() == 10) break;        // returns promptly; nothing runs on
+/// }
+/// @endcode
+template <class B>
+class BatchStream {
+ public:
+  BatchStream(BatchStream&&) noexcept = default;
+  BatchStream& operator=(BatchStream&&) noexcept = default;
+
+  /// The next batch, or nothing at the end (or after an error was thrown).
+  std::optional<B> next() {
+    auto batch = prefetcher_->next();
+    if (batch) {
+      ++stats_.batches;
+      stats_.items += batch->size();
+    }
+    return batch;
+  }
+
+  /// Batches and items delivered so far.
+  const RunStats& stats() const noexcept { return stats_; }
+
+  /// The seed the batches' random streams derive from.
+  std::uint64_t seed() const noexcept { return seed_; }
+
+  class iterator {
+   public:
+    using value_type = B;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    B& operator*() const { return *stream_->current_; }
+    B* operator->() const { return &*stream_->current_; }
+    iterator& operator++() {
+      stream_->current_ = stream_->next();
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
+
+   private:
+    friend class BatchStream;
+    explicit iterator(BatchStream* stream) : stream_(stream) {}
+    bool at_end() const { return !stream_->current_; }
+    BatchStream* stream_ = nullptr;
+  };
+
+  iterator begin() {
+    current_ = next();
+    return iterator(this);
+  }
+  std::default_sentinel_t end() const noexcept { return {}; }
+
+ private:
+  friend class Pipeline<B>;
+  BatchStream(std::unique_ptr<detail::Prefetcher<B>> prefetcher, std::uint64_t seed)
+      : prefetcher_(std::move(prefetcher)), seed_(seed) {}
+
+  std::unique_ptr<detail::Prefetcher<B>> prefetcher_;
+  std::uint64_t seed_;
+  std::optional<B> current_;
+  RunStats stats_;
+};
+
+/// @brief A lazy chain of actions over a dataset: building it runs nothing.
+///
+/// Every action of B is a fluent method here, with its arguments checked at compile time;
+/// `append("name", {args...})` adds one by name with the arguments checked at run time. A
+/// pipeline is a value: chaining returns a new pipeline and leaves the old one as it was.
+/// `a + b` runs a's actions, then b's.
+///
+/// @code
+/// auto prep  = dataset.pipeline().normalize(0.286f, 0.353f).flip();
+/// auto train = prep.train_model();                       // prep is unchanged
+/// train.run({.batch_size = 256, .n_epochs = 5, .shuffle = 42, .prefetch = 2});
+/// @endcode
+template <class B>
+class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
+ public:
+  using batch_type = B;
+
+  /// A pipeline with no dataset yet (bind one with `with`, or add it to one that has one).
+  Pipeline() = default;
+  explicit Pipeline(Dataset<B> dataset) : dataset_(std::move(dataset)) {}
+
+  /// This pipeline's actions over another dataset.
+  Pipeline with(Dataset<B> dataset) const {
+    Pipeline result = *this;
+    result.dataset_ = std::move(dataset);
+    return result;
+  }
+
+  /// This pipeline with action `name` added, its arguments checked at run time against the
+  /// action's parameters (numbers convert between arithmetic types).
+  Pipeline append(std::string_view name, std::vector<std::any> args = {}) const {
+    return with_step(B::actions().bind(name, std::move(args)));
+  }
+
+  /// a's actions, then b's, over a's dataset (b's when a has none).
+  friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
+    Pipeline result = a;
+    if (!result.dataset_) result.dataset_ = b.dataset_;
+    result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
+    return result;
+  }
+
+  /// The names of the actions, in order.
+  std::vector<std::string> action_names() const {
+    std::vector<std::string> names;
+    for (const auto& step : steps_) names.push_back(step->action->info.name);
+    return names;
+  }
+
+  bool has_dataset() const noexcept { return dataset_.has_value(); }
+  const Dataset<B>& dataset() const {
+    require_dataset();
+    return *dataset_;
+  }
+
+  /// A run's batches, made on demand and passed through the actions.
+  BatchStream<B> gen_batch(const RunOptions& options) const {
+    require_dataset();
+    const std::uint64_t seed = options.seed     ? *options.seed
+                               : options.shuffle ? *options.shuffle
+                                                 : std::random_device{}();
+    auto make = [dataset = *dataset_, steps = steps_, seed](detail::BatchPlan plan,
+                                                           const std::atomic<bool>& cancelled) {
+      return process(dataset, steps, seed, std::move(plan), cancelled);
+    };
+    detail::BatchSampler sampler(dataset_->size(), options);
+    return BatchStream<B>(
+        std::make_unique<detail::Prefetcher<B>>(std::move(sampler), std::move(make), options), seed);
+  }
+
+  /// The next batch of an iteration that the first call starts with `options` (later calls
+  /// continue it); nothing once it is over. reset_iter() starts again.
+  std::optional<B> next_batch(const RunOptions& options) {
+    if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
+    return iteration_.value->next();
+  }
+  void reset_iter() { iteration_.value.reset(); }
+
+  /// Runs the whole pipeline: every batch of every epoch goes through every action.
+  RunStats run(const RunOptions& options) const {
+    const auto start = std::chrono::steady_clock::now();
+    auto stream = gen_batch(options);
+    while (stream.next()) {
+    }
+    RunStats stats = stream.stats();
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return stats;
+  }
+
+ private:
+  template <class Action, class P, class... A>
+  friend P detail::append_action(const P& pipeline, A&&... args);
+
+  Pipeline with_step(detail::StepPtr<B> step) const {
+    Pipeline result = *this;
+    result.steps_.push_back(std::move(step));
+    return result;
+  }
+
+  void require_dataset() const {
+    if (!dataset_) {
+      throw Error("Pipeline<" + detail::type_name<B>() +
+                  "> has no dataset: start it with dataset.pipeline() or bind one with with()");
+    }
+  }
+
+  /// Makes batch `plan.number` and passes it through every step.
+  static B process(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
+                   std::uint64_t seed, detail::BatchPlan plan, const std::atomic<bool>& cancelled) {
+    auto fail = [&](const std::string& action) {
+      std::throw_with_nested(ActionError(detail::type_name<B>(), action, plan.number, plan.epoch,
+                                         detail::current_exception_message()));
+    };
+    std::optional<B> made;
+    try {
+      made.emplace(dataset.create_batch(plan.positions));
+    } catch (...) {
+      fail("<create batch>");
+    }
+    B& batch = *made;
+    const std::uint64_t batch_seed = detail::derive_seed(seed, plan.number);
+    detail::access::number(batch) = plan.number;
+    detail::access::epoch(batch) = plan.epoch;
+    detail::access::random(batch) = Random(batch_seed);
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      if (cancelled.load(std::memory_order_relaxed)) throw detail::cancelled_run{};
+      const detail::Step<B>& step = *steps[i];
+      if (!applies(step, batch_seed, i)) continue;
+      try {
+        step.apply(batch);
+      } catch (...) {
+        fail(step.action->info.name);
+      }
+    }
+    return std::move(batch);
+  }
+
+  /// Whether the batch goes through step i: always, unless the action has p < 1. The draw comes
+  /// from a stream of its own, so it does not change what the actions draw.
+  static bool applies(const detail::Step<B>& step, std::uint64_t batch_seed, std::size_t i) {
+    const double p = step.action->info.p;
+    return p >= 1.0 || Random(detail::derive_seed(batch_seed, 0xACE0000 + i)).bernoulli(p);
+  }
+
+  std::optional<Dataset<B>> dataset_;
+  std::vector<detail::StepPtr<B>> steps_;
+  detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
+};
+
+namespace detail {
+template <class Action, class P, class... A>
+P append_action(const P& pipeline, A&&... args) {
+  using B = typename P::batch_type;
+  return pipeline.with_step(make_step<B, Action>(store_arguments<B, Action>(std::forward<A>(args)...)));
+}
+}  // namespace detail
+
+template <class B>
+Pipeline<B> Dataset<B>::pipeline() const {
+  return Pipeline<B>(*this);
+}
+
+template <class B>
+BatchStream<B> Dataset<B>::gen_batch(const RunOptions& options) const {
+  return pipeline().gen_batch(options);
+}
+
+template <class B>
+std::optional<B> Dataset<B>::next_batch(const RunOptions& options) {
+  if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
+  return iteration_.value->next();
+}
+
+template <class B>
+void Dataset<B>::reset_iter() {
+  iteration_.value.reset();
+}
+
+}  // namespace batchpipe

@@ -1,0 +1,124 @@
+#pragma once
+/// @file random.hpp
+/// @brief Random: a small, splittable random stream; each batch gets its own.
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <utility>
+#include <vector>
+
+namespace batchpipe {
+
+namespace detail {
+
+/// SplitMix64's finalizer: a bijective 64-bit mixer, good enough to derive unrelated seeds.
+constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+/// A seed for stream `stream` of the family `seed`: batch n of a run, item i of a batch, ...
+constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) noexcept {
+  return splitmix64(seed ^ splitmix64(stream ^ 0xD1B54A32D192ED03ULL));
+}
+
+}  // namespace detail
+
+/// @brief A random stream (xoshiro256**), seeded by one 64-bit number and cheap to split.
+///
+/// It is a UniformRandomBitGenerator, so the standard distributions accept it. Its own helpers
+/// (`uniform`, `below`, `bernoulli`, `shuffle`) are defined here rather than taken from the
+/// standard library, whose distributions differ between implementations: with a seed, results
+/// are the same on every platform.
+///
+/// @code
+/// ACTION(jitter)() {
+///   auto& rng = random();                          // this batch's stream
+///   if (rng.bernoulli(0.5)) { ... }
+///   auto noise = at::randn({8}, rng.torch_generator());
+/// }
+/// @endcode
+class Random {
+ public:
+  using result_type = std::uint64_t;
+
+  explicit Random(std::uint64_t seed = 0) noexcept : seed_(seed) {
+    std::uint64_t s = seed;
+    for (auto& word : state_) word = s = detail::splitmix64(s);
+  }
+
+  /// The seed this stream started from.
+  std::uint64_t seed() const noexcept { return seed_; }
+
+  /// An independent stream derived from this one's seed and `stream` (an item's number, say).
+  /// It does not depend on how much of this stream was consumed.
+  Random split(std::uint64_t stream) const noexcept {
+    return Random(detail::derive_seed(seed_, stream));
+  }
+
+  static constexpr result_type min() noexcept { return 0; }
+  static constexpr result_type max() noexcept { return std::numeric_limits<result_type>::max(); }
+
+  result_type operator()() noexcept {
+    const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
+    const std::uint64_t t = state_[1] << 17;
+    state_[2] ^= state_[0];
+    state_[3] ^= state_[1];
+    state_[1] ^= state_[2];
+    state_[0] ^= state_[3];
+    state_[2] ^= t;
+    state_[3] = rotl(state_[3], 45);
+    return result;
+  }
+
+  /// A double uniform in [0, 1).
+  double uniform() noexcept { return static_cast<double>((*this)() >> 11) * 0x1.0p-53; }
+
+  /// True with probability p.
+  bool bernoulli(double p) noexcept { return uniform() < p; }
+
+  /// An integer uniform in [0, n), without modulo bias; n > 0.
+  std::uint64_t below(std::uint64_t n) noexcept {
+    // Draws below `threshold` would make the low residues more likely: reject them.
+    const std::uint64_t threshold = (0 - n) % n;
+    for (;;) {
+      const std::uint64_t draw = (*this)();
+      if (draw >= threshold) return draw % n;
+    }
+  }
+
+  /// Shuffles a random-access range in place (Fisher-Yates).
+  template <class Range>
+  void shuffle(Range& range) noexcept {
+    using std::swap;
+    for (std::size_t i = std::size(range); i > 1; --i) swap(range[i - 1], range[below(i)]);
+  }
+
+  /// A LibTorch CPU generator seeded from this stream's seed, for tensor random functions
+  /// (`at::rand(shape, gen)`). Created on first use and kept, so consecutive calls continue
+  /// one sequence. Draw on the CPU, then move the result to the device you need.
+  at::Generator& torch_generator() {
+    if (!torch_generator_) {
+      torch_generator_ = at::detail::createCPUGenerator(detail::derive_seed(seed_, 0x70C4));
+    }
+    return *torch_generator_;
+  }
+
+ private:
+  static constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept {
+    return (x << k) | (x >> (64 - k));
+  }
+
+  std::uint64_t seed_;
+  std::array<std::uint64_t, 4> state_{};
+  std::optional<at::Generator> torch_generator_;
+};
+
+}  // namespace batchpipe
