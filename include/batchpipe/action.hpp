@@ -163,8 +163,12 @@ auto store_argument(Arg&& arg) {
                   "object: pass a named object that outlives the run");
     return std::reference_wrapper<Value>(arg);
   } else {
-    Value value = std::forward<Arg>(arg);
-    return value;
+    static_assert(std::is_convertible_v<Arg&&, Value>,
+                  "a pipeline argument does not convert to the type of the action's parameter");
+    if constexpr (std::is_convertible_v<Arg&&, Value>) {
+      Value value = std::forward<Arg>(arg);
+      return value;
+    }
   }
 }
 

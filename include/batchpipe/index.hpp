@@ -7,6 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <compare>
+#include <concepts>
+#include <functional>
+#include <ostream>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -22,13 +26,61 @@
 namespace batchpipe {
 
 /// @brief An item's id: an integer or a string (a file name, say).
-using Id = std::variant<std::int64_t, std::string>;
+///
+/// Converts implicitly from integers and strings, so `index.position(7)` and
+/// `index.position("cat.png")` read naturally. Ids compare, hash and print.
+class Id {
+ public:
+  Id() = default;
+  template <std::integral T>
+    requires(!std::same_as<T, bool>)
+  Id(T number) : value_(static_cast<std::int64_t>(number)) {}
+  Id(std::string text) : value_(std::move(text)) {}
+  Id(const char* text) : value_(std::string(text)) {}
+  Id(std::string_view text) : value_(std::string(text)) {}
+
+  bool is_integer() const noexcept { return std::holds_alternative<std::int64_t>(value_); }
+
+  /// The integer id; an Error for a string id.
+  std::int64_t integer() const {
+    if (!is_integer()) throw Error("Id: '" + string() + "' is a string, not an integer");
+    return std::get<std::int64_t>(value_);
+  }
+
+  /// The string id; an Error for an integer id.
+  const std::string& string() const {
+    if (is_integer()) throw Error("Id: " + std::to_string(std::get<std::int64_t>(value_)) + " is an integer, not a string");
+    return std::get<std::string>(value_);
+  }
+
+  /// The id as text.
+  std::string to_string() const {
+    return is_integer() ? std::to_string(std::get<std::int64_t>(value_)) : std::get<std::string>(value_);
+  }
+
+  const std::variant<std::int64_t, std::string>& value() const noexcept { return value_; }
+
+  friend bool operator==(const Id&, const Id&) = default;
+  friend auto operator<=>(const Id&, const Id&) = default;
+  friend std::ostream& operator<<(std::ostream& out, const Id& id) { return out << id.to_string(); }
+
+ private:
+  std::variant<std::int64_t, std::string> value_{std::int64_t{0}};
+};
 
 /// @brief The id as text, for messages.
-inline std::string to_string(const Id& id) {
-  if (const auto* number = std::get_if<std::int64_t>(&id)) return std::to_string(*number);
-  return std::get<std::string>(id);
-}
+inline std::string to_string(const Id& id) { return id.to_string(); }
+
+}  // namespace batchpipe
+
+template <>
+struct std::hash<batchpipe::Id> {
+  std::size_t operator()(const batchpipe::Id& id) const noexcept {
+    return std::hash<std::variant<std::int64_t, std::string>>{}(id.value());
+  }
+};
+
+namespace batchpipe {
 
 /// @brief How `Index::split` shares the items out. Shares must be >= 0 and add up to 1.
 struct Shares {
@@ -239,11 +291,10 @@ class Index {
 
   std::optional<std::size_t> find_row(const Id& id) const {
     if (source_->ids.empty()) {
-      const auto* number = std::get_if<std::int64_t>(&id);
-      if (!number || *number < 0 || static_cast<std::size_t>(*number) >= source_->size) {
+      if (!id.is_integer() || id.integer() < 0 || static_cast<std::size_t>(id.integer()) >= source_->size) {
         return std::nullopt;
       }
-      return static_cast<std::size_t>(*number);
+      return static_cast<std::size_t>(id.integer());
     }
     auto found = source_->row_of.find(id);
     if (found == source_->row_of.end()) return std::nullopt;

@@ -28,14 +28,14 @@ struct RunOptions {
   std::optional<std::size_t> n_epochs = 1;
   /// Seed of the shuffle, a new order every epoch; unset keeps the index order.
   std::optional<std::uint64_t> shuffle = std::nullopt;
+  /// Seed of the batches' random streams. Unset: the shuffle seed when there is one, otherwise
+  /// a fresh seed each run.
+  std::optional<std::uint64_t> seed = std::nullopt;
   /// Drop each epoch's last batch when it is smaller than batch_size.
   bool drop_last = false;
   /// Batches computed ahead of the consumer: at most prefetch + 1 in flight. 0 computes each
   /// batch in the calling thread when it is asked for.
   std::size_t prefetch = 0;
-  /// Seed of the batches' random streams. Unset: the shuffle seed when there is one, otherwise
-  /// a fresh seed each run.
-  std::optional<std::uint64_t> seed = std::nullopt;
   /// Deliver batches in index order (the default) or as soon as each is ready.
   bool ordered = true;
   /// The thread budget shared by the batch workers and LibTorch's intra-op threads; 0 takes

@@ -1,0 +1,173 @@
+// Execution: prefetch, ordering, singleton actions, errors, early stops, seeds, thread budget.
+#include "support.hpp"
+
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct Probes {
+  test::ConcurrencyProbe singleton;
+  test::ConcurrencyProbe parallel;
+  std::atomic<int> started{0};
+  std::atomic<int> finished{0};
+  std::atomic<int> intra_op_threads{0};
+};
+
+struct ExecBatch : bp::Batch<ExecBatch> {
+  ACTION(work)(Probes& probes, int sleep_ms) {
+    ++probes.started;
+    test::ConcurrencyProbe::Scope scope(probes.parallel);
+    probes.intra_op_threads = at::get_num_threads();
+    std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
+    ++probes.finished;
+  }
+  ACTION(jitter)() {  // uneven durations, so that batches finish out of order
+    std::this_thread::sleep_for(std::chrono::milliseconds(random().below(15)));
+  }
+  ACTION(exclusive, .singleton = true)(Probes& probes) {
+    test::ConcurrencyProbe::Scope scope(probes.singleton);
+    std::this_thread::sleep_for(2ms);
+  }
+  ACTION(fail_on, .singleton = true)(std::size_t number) {
+    if (this->number() == number) throw std::invalid_argument("bad item in batch " + std::to_string(number));
+  }
+  ACTION(draw)() {
+    set("uniform", random().uniform());
+    set("tensor", at::rand({3}, random().torch_generator()));
+  }
+};
+
+bp::Dataset<ExecBatch> numbers(std::size_t n) { return bp::Dataset<ExecBatch>(n); }
+
+}  // namespace
+
+TEST_CASE("a singleton action never runs twice at once, other actions do", "[execution]") {
+  Probes probes;
+  numbers(64).pipeline().work(probes, 5).exclusive(probes).run({.batch_size = 2, .prefetch = 4, .threads = 4});
+  CHECK(probes.singleton.highest == 1);
+  CHECK(probes.parallel.highest >= 2);
+  CHECK(probes.finished == 32);
+}
+
+TEST_CASE("prefetch N keeps at most N + 1 batches in flight", "[execution]") {
+  for (std::size_t prefetch : {0, 1, 3}) {
+    CAPTURE(prefetch);
+    Probes probes;
+    int delivered = 0, most_ahead = 0;
+    for (auto& batch : numbers(40).pipeline().work(probes, 2).gen_batch({.batch_size = 2, .prefetch = prefetch, .threads = 4})) {
+      most_ahead = std::max(most_ahead, probes.started.load() - delivered);
+      ++delivered;
+      (void)batch;
+    }
+    CHECK(delivered == 20);
+    CHECK(most_ahead <= static_cast<int>(prefetch) + 1);
+    if (prefetch > 0) CHECK(probes.parallel.highest <= static_cast<int>(prefetch) + 1);
+  }
+}
+
+TEST_CASE("batches come in index order, or as they finish when asked", "[execution]") {
+  auto pipeline = numbers(60).pipeline().jitter();
+  std::vector<std::size_t> order;
+  for (auto& batch : pipeline.gen_batch({.batch_size = 3, .prefetch = 4, .threads = 4})) order.push_back(batch.number());
+  std::vector<std::size_t> expected(20);
+  std::iota(expected.begin(), expected.end(), 0);
+  CHECK(order == expected);
+
+  std::multiset<std::size_t> unordered;
+  for (auto& batch : pipeline.gen_batch({.batch_size = 3, .prefetch = 4, .ordered = false, .threads = 4})) {
+    unordered.insert(batch.number());
+  }
+  CHECK(unordered == std::multiset<std::size_t>(expected.begin(), expected.end()));
+}
+
+TEST_CASE("an exception reaches the caller with the action and the batch", "[execution][errors]") {
+  const std::size_t n_batches = 12;
+  for (std::size_t prefetch : {0, 4}) {
+    for (std::size_t failing : {std::size_t{0}, std::size_t{5}, n_batches - 1}) {
+      CAPTURE(prefetch, failing);
+      Probes probes;
+      auto pipeline = numbers(n_batches * 2).pipeline().work(probes, 1).fail_on(failing).exclusive(probes);
+      std::vector<std::size_t> delivered;
+      test::finishes_within(30s, [&] {
+        try {
+          for (auto& batch : pipeline.gen_batch({.batch_size = 2, .prefetch = prefetch, .threads = 4})) {
+            delivered.push_back(batch.number());
+          }
+          FAIL("no exception reached the loop");
+        } catch (const bp::ActionError& e) {
+          CHECK(e.action() == "fail_on");
+          CHECK(e.batch_number() == failing);
+          CHECK(std::string(e.what()).find("failed on batch " + std::to_string(failing)) != std::string::npos);
+          CHECK_THROWS_AS(std::rethrow_if_nested(e), std::invalid_argument);
+        }
+      });
+      // Every batch before the failing one was delivered, once, in order; none after it.
+      std::vector<std::size_t> expected(failing);
+      std::iota(expected.begin(), expected.end(), 0);
+      CHECK(delivered == expected);
+      // The singleton lock was released: the same singleton actions run again.
+      test::finishes_within(30s, [&] {
+        numbers(8).pipeline().fail_on(1000).exclusive(probes).run({.batch_size = 2, .prefetch = prefetch});
+      });
+    }
+  }
+}
+
+TEST_CASE("the stream is over after an error, and next_batch says so", "[execution][errors]") {
+  auto pipeline = numbers(10).pipeline().fail_on(1);
+  const bp::RunOptions options{.batch_size = 2, .prefetch = 2};
+  CHECK(pipeline.next_batch(options)->number() == 0);
+  CHECK_THROWS_AS(pipeline.next_batch(options), bp::ActionError);
+  CHECK_FALSE(pipeline.next_batch(options).has_value());
+}
+
+TEST_CASE("leaving a loop early stops the work in flight", "[execution]") {
+  Probes probes;
+  test::finishes_within(30s, [&] {
+    for (auto& batch : numbers(1000).pipeline().work(probes, 20).gen_batch({.batch_size = 1, .prefetch = 4, .threads = 4})) {
+      if (batch.number() == 2) break;
+    }
+  });
+  const int started = probes.started;
+  CHECK(started <= 3 + 5);               // the delivered three, and at most prefetch + 1 more
+  CHECK(probes.finished == started);     // everything started has finished: nothing runs on
+  std::this_thread::sleep_for(50ms);
+  CHECK(probes.started == started);
+}
+
+TEST_CASE("one seed gives the same results for any prefetch and thread count", "[execution][random]") {
+  auto run = [](std::size_t prefetch, std::size_t threads) {
+    std::vector<double> uniforms;
+    std::vector<float> tensors;
+    for (auto& batch : numbers(40).pipeline().jitter().draw().gen_batch(
+             {.batch_size = 4, .n_epochs = 2, .shuffle = 5, .prefetch = prefetch, .threads = threads})) {
+      uniforms.push_back(batch.get<double>("uniform"));
+      auto t = batch.get("tensor");
+      tensors.insert(tensors.end(), t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+      for (const auto& id : batch.index().ids()) uniforms.push_back(static_cast<double>(id.integer()));
+    }
+    return std::make_pair(uniforms, tensors);
+  };
+  const auto reference = run(0, 1);
+  CHECK(reference == run(4, 2));
+  CHECK(reference == run(4, 4));
+  CHECK(reference == run(1, 3));
+  auto other_seed = numbers(40).pipeline().draw().next_batch({.batch_size = 4, .seed = 99});
+  CHECK(other_seed->get<double>("uniform") != reference.first[0]);
+}
+
+TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "[execution]") {
+  const int before = at::get_num_threads();
+  Probes probes;
+  numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 1, .threads = 2});
+  CHECK(probes.intra_op_threads == 1);  // two batches at once, one thread each
+  numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 0, .threads = 2});
+  CHECK(probes.intra_op_threads == 2);  // one batch at a time gets the whole budget
+  numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 3, .threads = 2, .intra_op_threads = 3});
+  CHECK(probes.intra_op_threads == 3);  // asked for explicitly
+  CHECK(at::get_num_threads() == before);  // restored after the run
+}
