@@ -198,6 +198,7 @@ void adopt_batch(B& batch, B&& result) {
   access::number(result) = access::number(batch);
   access::epoch(result) = access::epoch(batch);
   access::random(result) = access::random(batch);
+  access::variables(result) = access::variables(batch);
   batch = std::move(result);
 }
 

@@ -9,6 +9,7 @@
 #include "fwd.hpp"
 #include "index.hpp"
 #include "random.hpp"
+#include "variables.hpp"
 
 #include <ATen/core/Tensor.h>
 
@@ -52,6 +53,12 @@ class Batch {
   /// The batch's own random stream, derived from the run's seed and the batch number.
   Random& random() noexcept { return random_; }
 
+  /// The variable `name` of the pipeline running this batch (see variables.hpp).
+  template <class T>
+  Variable<T> variable(std::string_view name) const {
+    return variables_.template get<T>(name);
+  }
+
   /// The tensor component `name`, created undefined when missing (for assignment).
   at::Tensor& operator[](std::string_view name) {
     auto found = components_.find(name);
@@ -70,6 +77,13 @@ class Batch {
   template <class T = at::Tensor>
   const T& get(std::string_view name) const {
     return cast<T>(name, const_cast<Batch*>(this)->find(name));
+  }
+
+  /// The component `name` if it exists and holds a T, else nullptr.
+  template <class T = at::Tensor>
+  T* try_get(std::string_view name) {
+    auto found = components_.find(name);
+    return found == components_.end() ? nullptr : std::any_cast<T>(&found->second);
   }
 
   /// Sets (or replaces) component `name`.
@@ -156,6 +170,7 @@ class Batch {
   std::size_t number_ = 0;
   std::size_t epoch_ = 0;
   Random random_;
+  Variables variables_;
   std::map<std::string, std::any, std::less<>> components_;
 };
 

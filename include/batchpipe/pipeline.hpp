@@ -13,6 +13,7 @@
 #include "error.hpp"
 #include "iteration.hpp"
 #include "random.hpp"
+#include "variables.hpp"
 
 #include <any>
 #include <atomic>
@@ -134,9 +135,28 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return with_step(B::actions().bind(name, std::move(args)));
   }
 
-  /// a's actions, then b's, over a's dataset (b's when a has none).
+  /// This pipeline with a new variable `name` holding `initial`; the actions of the pipelines
+  /// chained from it reach it with `variable<T>(name)`. This pipeline is unchanged.
+  template <class T>
+  Pipeline init_variable(std::string name, T initial) const {
+    Pipeline result = *this;
+    result.variables_ = variables_.with(std::move(name), std::move(initial));
+    return result;
+  }
+
+  /// The pipeline's variables, to read during or after a run.
+  const Variables& variables() const noexcept { return variables_; }
+
+  /// The variable `name` as a T.
+  template <class T>
+  Variable<T> variable(std::string_view name) const {
+    return variables_.template get<T>(name);
+  }
+
+  /// a's actions, then b's, over a's dataset (b's when a has none); the variables of both.
   friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
     Pipeline result = a;
+    result.variables_ = a.variables_.merged(b.variables_);
     if (!result.dataset_) result.dataset_ = b.dataset_;
     result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
     return result;
@@ -161,9 +181,9 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const std::uint64_t seed = options.seed     ? *options.seed
                                : options.shuffle ? *options.shuffle
                                                  : std::random_device{}();
-    auto make = [dataset = *dataset_, steps = steps_, seed](detail::BatchPlan plan,
-                                                           const std::atomic<bool>& cancelled) {
-      return process(dataset, steps, seed, std::move(plan), cancelled);
+    auto make = [dataset = *dataset_, steps = steps_, variables = variables_, seed](
+                    detail::BatchPlan plan, const std::atomic<bool>& cancelled) {
+      return process(dataset, steps, variables, seed, std::move(plan), cancelled);
     };
     detail::BatchSampler sampler(dataset_->size(), options);
     return BatchStream<B>(
@@ -208,7 +228,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// Makes batch `plan.number` and passes it through every step.
   static B process(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
-                   std::uint64_t seed, detail::BatchPlan plan, const std::atomic<bool>& cancelled) {
+                   const Variables& variables, std::uint64_t seed, detail::BatchPlan plan,
+                   const std::atomic<bool>& cancelled) {
     auto fail = [&](const std::string& action) {
       std::throw_with_nested(ActionError(detail::type_name<B>(), action, plan.number, plan.epoch,
                                          detail::current_exception_message()));
@@ -224,6 +245,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     detail::access::number(batch) = plan.number;
     detail::access::epoch(batch) = plan.epoch;
     detail::access::random(batch) = Random(batch_seed);
+    detail::access::variables(batch) = variables;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       if (cancelled.load(std::memory_order_relaxed)) throw detail::cancelled_run{};
       const detail::Step<B>& step = *steps[i];
@@ -246,6 +268,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   std::optional<Dataset<B>> dataset_;
   std::vector<detail::StepPtr<B>> steps_;
+  Variables variables_;
   detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
 };
 

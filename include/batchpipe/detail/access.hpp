@@ -46,6 +46,8 @@ struct access {
   static auto& epoch(B& batch) { return batch.epoch_; }
   template <class B>
   static auto& random(B& batch) { return batch.random_; }
+  template <class B>
+  static auto& variables(B& batch) { return batch.variables_; }
 };
 
 }  // namespace batchpipe::detail

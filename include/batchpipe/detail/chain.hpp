@@ -35,6 +35,12 @@ struct chain_root {
   struct fluent {};
 };
 
+/// The chains' ends for batch class templates. In a class template the batch base is a
+/// dependent base, so the first ACTION / MODEL of the template cannot see Batch's declarations;
+/// argument-dependent lookup (on `rank`) finds these instead. Declared only: used in decltype.
+chain_root bp_action_chain(rank<0>);
+chain_root bp_model_chain(rank<0>);
+
 template <class Link>
 inline constexpr bool is_root = std::is_same_v<Link, chain_root>;
 

@@ -5,13 +5,13 @@
 
 #include <string>
 #include <string_view>
+#include <typeindex>
 #include <typeinfo>
 
 namespace batchpipe::detail {
 
-/// The demangled name, with the standard library's long spellings of strings shortened.
-inline std::string type_name(const std::type_info& type) {
-  std::string name = c10::demangle(type.name());
+/// A demangled name with the standard library's long spellings of strings shortened.
+inline std::string type_name_shortened(std::string name) {
   for (const std::string_view long_name :
        {"std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >",
         "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"}) {
@@ -20,6 +20,13 @@ inline std::string type_name(const std::type_info& type) {
     }
   }
   return name;
+}
+
+inline std::string type_name(const std::type_info& type) { return type_name_shortened(c10::demangle(type.name())); }
+
+inline std::string type_name(const std::type_index& type) {
+  std::string name = c10::demangle(type.name());
+  return type_name_shortened(std::move(name));
 }
 
 /// The name of T, as it appears in error messages.

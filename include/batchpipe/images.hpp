@@ -1,0 +1,154 @@
+#pragma once
+/// @file images.hpp
+/// @brief ImagesBatch: a ready batch type for image data ("images" and "labels" components)
+/// with the usual actions: load and dump, normalize, cast, per-item random flip and crop, and
+/// moving to a device. Derive from ImagesBatchBase<YourBatch> to add your own actions.
+
+#include "action.hpp"
+#include "batch.hpp"
+#include "io.hpp"
+#include "parallel.hpp"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/constant_pad_nd.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/stack.h>
+#include <ATen/ops/where.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace batchpipe {
+
+namespace detail {
+/// Reads one item's file in the given format: "npy", "idx" or "image".
+inline at::Tensor read_item_file(const std::filesystem::path& path, const std::string& format) {
+  if (format == "npy") return io::read_npy(path);
+  if (format == "idx") return io::read_idx(path);
+#if __has_include(<stb/stb_image.h>)
+  if (format == "image") return io::read_image(path);
+#endif
+  throw Error("unknown file format '" + format + "' (formats: npy, idx, image)");
+}
+
+inline void write_item_file(const std::filesystem::path& path, const std::string& format, const at::Tensor& item) {
+  if (format == "npy") return io::write_npy(path, item);
+  if (format == "idx") return io::write_idx(path, item);
+#if __has_include(<stb/stb_image.h>)
+  if (format == "png" || format == "jpg") return io::write_image(path, item);
+#endif
+  throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg)");
+}
+}  // namespace detail
+
+/// @brief The actions of ImagesBatch, for batch classes that add their own.
+///
+/// Images are tensors [n, height, width] or [n, channels, height, width]; the random actions
+/// draw one decision per item from the item's own stream (see for_each_item), so a seed gives
+/// the same augmentations for any prefetch and thread count.
+///
+/// @code
+/// struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
+///   MODEL(mlp)() { ... }
+///   ACTION(train, .model = "mlp", .singleton = true)(Net& net) { ... }
+/// };
+/// auto prep = dataset.pipeline().normalize(0.2860f, 0.3530f, 1 / 255.f).flip(0.5).crop(28, 28, 2);
+/// @endcode
+template <class Derived>
+class ImagesBatchBase : public Batch<Derived> {
+ public:
+  /// Reads every item's file (from a files index) into `component`, stacked. `format` is "npy",
+  /// "idx" or "image" (PNG, JPEG, ... decoded in parallel).
+  ACTION(load)(std::string format, std::string component = "images") {
+    const Index& items = this->index();
+    std::vector<std::filesystem::path> paths;
+    for (std::size_t i = 0; i < items.size(); ++i) paths.push_back(items.path(i));
+#if __has_include(<stb/stb_image.h>)
+    if (format == "image") {
+      (*this)[component] = io::read_images(paths);
+      return;
+    }
+#endif
+    std::vector<at::Tensor> rows(paths.size());
+    for_each_item(*this, [&](std::size_t i, Random&) { rows[i] = detail::read_item_file(paths[i], format); });
+    for (std::size_t i = 1; i < rows.size(); ++i) {
+      if (rows[i].sizes() != rows[0].sizes()) {
+        throw FileError(paths[i], "item of shape " + detail::shape_string(rows[i].sizes()) + " among items of shape " +
+                                      detail::shape_string(rows[0].sizes()));
+      }
+    }
+    (*this)[component] = rows.empty() ? at::Tensor() : at::stack(rows);
+  }
+
+  /// Writes each item's row of `component` to `folder/<id>.<format>` ("npy", "idx", "png",
+  /// "jpg"), creating the folder.
+  ACTION(dump)(std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
+    std::filesystem::create_directories(folder);
+    const at::Tensor data = this->get(component).cpu();
+    for_each_item(*this, [&](std::size_t i, Random&) {
+      const auto file = folder / (this->index().id(i).to_string() + "." + format);
+      detail::write_item_file(file, format, data[static_cast<int64_t>(i)]);
+    });
+  }
+
+  /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
+  ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
+    auto& x = (*this)[component];
+    x = x.to(at::kFloat).mul(scale).sub(mean).div(std);
+  }
+
+  /// Converts `component` to `dtype`.
+  ACTION(cast)(at::ScalarType dtype, std::string component = "images") {
+    auto& x = (*this)[component];
+    x = x.to(dtype);
+  }
+
+  /// Moves every tensor component to `device`.
+  ACTION(to_device)(at::Device device) {
+    for (const auto& name : this->components()) {
+      if (auto* tensor = this->template try_get<at::Tensor>(name)) *tensor = tensor->to(device);
+    }
+  }
+
+  /// Flips each item left-right with probability p.
+  ACTION(flip)(double p = 0.5, std::string component = "images") {
+    auto& x = (*this)[component];
+    const Random items(this->random()());
+    at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
+    auto* flag = chosen.data_ptr<bool>();
+    for (std::size_t i = 0; i < this->size(); ++i) flag[i] = items.split(i).bernoulli(p);
+    std::vector<int64_t> mask_shape(static_cast<std::size_t>(x.dim()), 1);
+    mask_shape[0] = x.size(0);
+    x = at::where(chosen.to(x.device()).view(mask_shape), x.flip({-1}), x);
+  }
+
+  /// Crops each item to height x width after zero padding of `padding` on every side: at a
+  /// random place with probability p, else at the centre.
+  ACTION(crop)(int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
+    auto& x = (*this)[component];
+    const at::Tensor padded = padding ? at::constant_pad_nd(x, {padding, padding, padding, padding}) : x;
+    const int64_t room_y = padded.size(-2) - height, room_x = padded.size(-1) - width;
+    if (room_y < 0 || room_x < 0) {
+      throw Error("crop: " + std::to_string(height) + "x" + std::to_string(width) + " does not fit in " +
+                  detail::shape_string(padded.sizes()) + " (after padding " + std::to_string(padding) + ")");
+    }
+    auto sizes = x.sizes().vec();
+    sizes[sizes.size() - 2] = height;
+    sizes[sizes.size() - 1] = width;
+    at::Tensor out = at::empty(sizes, x.options());
+    for_each_item(*this, [&](std::size_t i, Random& rng) {
+      const bool random_place = rng.bernoulli(p);
+      const auto y0 = static_cast<int64_t>(random_place ? rng.below(static_cast<uint64_t>(room_y) + 1) : static_cast<uint64_t>(room_y / 2));
+      const auto x0 = static_cast<int64_t>(random_place ? rng.below(static_cast<uint64_t>(room_x) + 1) : static_cast<uint64_t>(room_x / 2));
+      const auto item = static_cast<int64_t>(i);
+      out[item].copy_(padded[item].narrow(-2, y0, height).narrow(-1, x0, width));
+    });
+    x = out;
+  }
+};
+
+/// @brief The ready batch type: ImagesBatchBase's actions, nothing else.
+struct ImagesBatch : ImagesBatchBase<ImagesBatch> {};
+
+}  // namespace batchpipe

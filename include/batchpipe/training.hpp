@@ -1,0 +1,82 @@
+#pragma once
+/// @file training.hpp
+/// @brief Helpers for the common model-based actions on LibTorch models: a model descriptor
+/// holding a module and its optimizer, a training step, predict, and evaluate into a variable.
+
+#include "variables.hpp"
+
+#include <ATen/core/Tensor.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/module.h>
+#include <torch/optim/optimizer.h>
+#include <torch/utils.h>
+
+#include <cstdint>
+#include <functional>
+
+namespace batchpipe {
+
+/// @brief A model descriptor: a LibTorch module (a ModuleHolder such as torch::nn::Sequential,
+/// or a std::shared_ptr to a module) and its optimizer. Checkpoints know how to save it.
+///
+/// @code
+/// MODEL(mlp)() {
+///   torch::nn::Sequential net(torch::nn::Linear(784, 256), torch::nn::ReLU(), torch::nn::Linear(256, 10));
+///   return bp::TorchModel<torch::nn::Sequential, torch::optim::Adam>{
+///       net, torch::optim::Adam(net->parameters(), 1e-3)};
+/// }
+/// @endcode
+template <class Module, class Optimizer>
+struct TorchModel {
+  Module module;
+  Optimizer optimizer;
+};
+
+/// @brief The default loss of the helpers: cross-entropy on class indices.
+inline at::Tensor cross_entropy_loss(const at::Tensor& output, const at::Tensor& target) {
+  return torch::nn::functional::cross_entropy(output, target);
+}
+
+using LossFunction = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
+
+/// @brief One optimisation step: forward, loss, backward, optimizer step. Returns the loss.
+/// Puts the module in training mode. Call it from a singleton action.
+template <class Module, class Optimizer>
+double train_step(Module& module, Optimizer& optimizer, const at::Tensor& inputs, const at::Tensor& targets,
+                  const LossFunction& loss_function = cross_entropy_loss) {
+  module->train();
+  optimizer.zero_grad();
+  at::Tensor loss = loss_function(module->forward(inputs), targets);
+  loss.backward();
+  optimizer.step();
+  return loss.template item<double>();
+}
+
+/// @brief The module's output for `inputs`, without gradients. The module's mode is left as it
+/// is: put it in eval mode (`module->eval()`) before evaluating, once, outside the run.
+template <class Module>
+at::Tensor predict(Module& module, const at::Tensor& inputs) {
+  torch::NoGradGuard no_grad;
+  return module->forward(inputs);
+}
+
+/// @brief Counts of correct predictions, to accumulate in a pipeline variable.
+struct Accuracy {
+  std::int64_t correct = 0;
+  std::int64_t total = 0;
+  double value() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
+};
+
+/// @brief Adds the batch's correct predictions (arg-max of the output against class indices)
+/// to an Accuracy variable. Safe on several batches at once.
+template <class Module>
+void evaluate(Module& module, const at::Tensor& inputs, const at::Tensor& targets, Variable<Accuracy> accuracy) {
+  const at::Tensor predicted = predict(module, inputs).argmax(1);
+  const auto correct = predicted.eq(targets.to(predicted.device())).sum().template item<std::int64_t>();
+  accuracy.update([&](Accuracy& a) {
+    a.correct += correct;
+    a.total += targets.size(0);
+  });
+}
+
+}  // namespace batchpipe

@@ -1,0 +1,125 @@
+#pragma once
+/// @file variables.hpp
+/// @brief Pipeline variables: named values (loss history, metrics, counters) created with a
+/// pipeline, updated by its actions under prefetch, read during or after a run.
+
+#include "detail/type_name.hpp"
+#include "error.hpp"
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <typeindex>
+#include <utility>
+#include <vector>
+
+namespace batchpipe {
+
+namespace detail {
+template <class T>
+struct VariableSlot {
+  mutable std::mutex mutex;
+  T value;
+};
+}  // namespace detail
+
+/// @brief A handle to one pipeline variable: every access takes the variable's lock, so actions
+/// on several batches at once may update it.
+///
+/// @code
+/// ACTION(train, .model = "mlp")(Net& net) {
+///   float loss = ...;
+///   variable<std::vector<float>>("loss").update([&](auto& history) { history.push_back(loss); });
+/// }
+/// @endcode
+template <class T>
+class Variable {
+ public:
+  /// A copy of the current value.
+  T value() const {
+    std::scoped_lock lock(slot_->mutex);
+    return slot_->value;
+  }
+
+  void set(T value) {
+    std::scoped_lock lock(slot_->mutex);
+    slot_->value = std::move(value);
+  }
+
+  /// Calls f(value&) under the variable's lock and returns what f returns.
+  template <class F>
+  decltype(auto) update(F&& f) {
+    std::scoped_lock lock(slot_->mutex);
+    return std::forward<F>(f)(slot_->value);
+  }
+
+ private:
+  friend class Variables;
+  explicit Variable(std::shared_ptr<detail::VariableSlot<T>> slot) : slot_(std::move(slot)) {}
+  std::shared_ptr<detail::VariableSlot<T>> slot_;
+};
+
+/// @brief The variables of a pipeline, by name. A pipeline's variables are shared with the
+/// pipelines chained from it (they see the same values); adding a variable makes a new set, so
+/// the pipeline it was added to is unchanged.
+class Variables {
+ public:
+  /// The variable `name` as a T; an Error naming it when it is missing or of another type.
+  template <class T>
+  Variable<T> get(std::string_view name) const {
+    auto found = slots_.find(name);
+    if (found == slots_.end()) {
+      std::string known;
+      for (const auto& entry : slots_) known += (known.empty() ? "" : ", ") + entry.first;
+      throw Error("no pipeline variable '" + std::string(name) + "' (variables: " +
+                  (known.empty() ? "none" : known) + ")");
+    }
+    if (found->second.type != typeid(T)) {
+      throw Error("pipeline variable '" + std::string(name) + "' is a " + detail::type_name(found->second.type) +
+                  ", not a " + detail::type_name<T>());
+    }
+    return Variable<T>(std::static_pointer_cast<detail::VariableSlot<T>>(found->second.slot));
+  }
+
+  /// The value of variable `name` now.
+  template <class T>
+  T value(std::string_view name) const {
+    return get<T>(name).value();
+  }
+
+  bool contains(std::string_view name) const { return slots_.find(name) != slots_.end(); }
+
+  std::vector<std::string> names() const {
+    std::vector<std::string> result;
+    for (const auto& entry : slots_) result.push_back(entry.first);
+    return result;
+  }
+
+  /// A copy of this set with `name` added (or replaced) holding `initial`.
+  template <class T>
+  Variables with(std::string name, T initial) const {
+    Variables result = *this;
+    auto slot = std::make_shared<detail::VariableSlot<T>>();
+    slot->value = std::move(initial);
+    result.slots_.insert_or_assign(std::move(name), Entry{std::move(slot), typeid(T)});
+    return result;
+  }
+
+  /// This set with the other's variables added; on a name in both, this set's wins.
+  Variables merged(const Variables& other) const {
+    Variables result = *this;
+    result.slots_.insert(other.slots_.begin(), other.slots_.end());
+    return result;
+  }
+
+ private:
+  struct Entry {
+    std::shared_ptr<void> slot;
+    std::type_index type;
+  };
+  std::map<std::string, Entry, std::less<>> slots_;
+};
+
+}  // namespace batchpipe
