@@ -35,6 +35,7 @@ struct ExecBatch : bp::Batch<ExecBatch> {
   ACTION(fail_on, .singleton = true)(std::size_t number) {
     if (this->number() == number) throw std::invalid_argument("bad item in batch " + std::to_string(number));
   }
+  ACTION(record, .singleton = true)(std::vector<std::size_t>& order) { order.push_back(number()); }
   ACTION(draw)() {
     set("uniform", random().uniform());
     set("tensor", at::rand({3}, random().torch_generator()));
@@ -51,6 +52,16 @@ TEST_CASE("a singleton action never runs twice at once, other actions do", "[exe
   CHECK(probes.singleton.highest == 1);
   CHECK(probes.parallel.highest >= 2);
   CHECK(probes.finished == 32);
+}
+
+TEST_CASE("singleton actions see the batches one at a time and in order, for any prefetch", "[execution]") {
+  for (std::size_t prefetch : {0, 1, 4}) {
+    std::vector<std::size_t> order;
+    numbers(100).pipeline().jitter().record(order).run({.batch_size = 5, .shuffle = 3, .prefetch = prefetch, .threads = 4});
+    std::vector<std::size_t> expected(20);
+    std::iota(expected.begin(), expected.end(), 0);
+    CHECK(order == expected);
+  }
 }
 
 TEST_CASE("prefetch N keeps at most N + 1 batches in flight", "[execution]") {

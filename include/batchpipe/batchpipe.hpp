@@ -12,17 +12,29 @@
 /// - iteration.hpp  RunOptions
 /// - random.hpp     Random: each batch's random stream
 /// - error.hpp      Error, ActionError
+/// - variables.hpp  pipeline variables
+/// - parallel.hpp   for_each_item: parallel work on a batch's items
+/// - io.hpp         IDX, .npy, CSV and image files (io/*.hpp)
+/// - images.hpp     ImagesBatch: a ready batch type with load, normalize, flip, crop, ...
+/// - training.hpp   TorchModel, train_step, predict, evaluate
+/// - checkpoint.hpp save_checkpoint, load_checkpoint
 
 #include "action.hpp"
 #include "batch.hpp"
+#include "checkpoint.hpp"
 #include "dataset.hpp"
 #include "error.hpp"
 #include "fwd.hpp"
+#include "images.hpp"
 #include "index.hpp"
+#include "io.hpp"
 #include "iteration.hpp"
 #include "model.hpp"
+#include "parallel.hpp"
 #include "pipeline.hpp"
 #include "random.hpp"
+#include "training.hpp"
+#include "variables.hpp"
 #include "version.hpp"
 
 /// The short name used throughout the docs: `bp::Batch`, `bp::Dataset`, ...

@@ -181,13 +181,24 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const std::uint64_t seed = options.seed     ? *options.seed
                                : options.shuffle ? *options.shuffle
                                                  : std::random_device{}();
-    auto make = [dataset = *dataset_, steps = steps_, variables = variables_, seed](
+    // Steps up to the first singleton run on the arena, several batches at once; that singleton
+    // and the steps after it run on the consumer's thread as each batch is handed out, so they
+    // see the batches one at a time and in order, whatever the prefetch.
+    const std::size_t parallel_steps = first_singleton();
+    auto make = [dataset = *dataset_, steps = steps_, variables = variables_, seed, parallel_steps](
                     detail::BatchPlan plan, const std::atomic<bool>& cancelled) {
-      return process(dataset, steps, variables, seed, std::move(plan), cancelled);
+      return make_batch(dataset, steps, parallel_steps, variables, seed, plan, cancelled);
     };
+    typename detail::Prefetcher<B>::Finish finish;
+    if (parallel_steps < steps_.size()) {
+      finish = [steps = steps_, seed, parallel_steps](B& batch) {
+        run_steps(batch, steps, parallel_steps, steps.size(), seed, nullptr);
+      };
+    }
     detail::BatchSampler sampler(dataset_->size(), options);
-    return BatchStream<B>(
-        std::make_unique<detail::Prefetcher<B>>(std::move(sampler), std::move(make), options), seed);
+    return BatchStream<B>(std::make_unique<detail::Prefetcher<B>>(std::move(sampler), std::move(make),
+                                                                  std::move(finish), options),
+                          seed);
   }
 
   /// The next batch of an iteration that the first call starts with `options` (later calls
@@ -226,37 +237,50 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     }
   }
 
-  /// Makes batch `plan.number` and passes it through every step.
-  static B process(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
-                   const Variables& variables, std::uint64_t seed, detail::BatchPlan plan,
-                   const std::atomic<bool>& cancelled) {
-    auto fail = [&](const std::string& action) {
-      std::throw_with_nested(ActionError(detail::type_name<B>(), action, plan.number, plan.epoch,
-                                         detail::current_exception_message()));
-    };
+  /// Where the sequential part of the pipeline starts: at its first singleton action.
+  std::size_t first_singleton() const {
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      if (steps_[i]->action->info.singleton) return i;
+    }
+    return steps_.size();
+  }
+
+  /// Makes batch `plan.number` and passes it through the parallel steps.
+  static B make_batch(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
+                      std::size_t parallel_steps, const Variables& variables, std::uint64_t seed,
+                      const detail::BatchPlan& plan, const std::atomic<bool>& cancelled) {
     std::optional<B> made;
     try {
       made.emplace(dataset.create_batch(plan.positions));
     } catch (...) {
-      fail("<create batch>");
+      std::throw_with_nested(ActionError(detail::type_name<B>(), "<create batch>", plan.number, plan.epoch,
+                                         detail::current_exception_message()));
     }
     B& batch = *made;
-    const std::uint64_t batch_seed = detail::derive_seed(seed, plan.number);
     detail::access::number(batch) = plan.number;
     detail::access::epoch(batch) = plan.epoch;
-    detail::access::random(batch) = Random(batch_seed);
+    detail::access::random(batch) = Random(detail::derive_seed(seed, plan.number));
     detail::access::variables(batch) = variables;
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      if (cancelled.load(std::memory_order_relaxed)) throw detail::cancelled_run{};
+    run_steps(batch, steps, 0, parallel_steps, seed, &cancelled);
+    return std::move(batch);
+  }
+
+  /// Passes the batch through steps [first, last). Any exception becomes an ActionError naming
+  /// the step's action and the batch, with the original nested.
+  static void run_steps(B& batch, const std::vector<detail::StepPtr<B>>& steps, std::size_t first,
+                        std::size_t last, std::uint64_t seed, const std::atomic<bool>* cancelled) {
+    const std::uint64_t batch_seed = detail::derive_seed(seed, batch.number());
+    for (std::size_t i = first; i < last; ++i) {
+      if (cancelled && cancelled->load(std::memory_order_relaxed)) throw detail::cancelled_run{};
       const detail::Step<B>& step = *steps[i];
       if (!applies(step, batch_seed, i)) continue;
       try {
         step.apply(batch);
       } catch (...) {
-        fail(step.action->info.name);
+        std::throw_with_nested(ActionError(detail::type_name<B>(), step.action->info.name, batch.number(),
+                                           batch.epoch(), detail::current_exception_message()));
       }
     }
-    return std::move(batch);
   }
 
   /// Whether the batch goes through step i: always, unless the action has p < 1. The draw comes

@@ -79,16 +79,21 @@ class Prefetcher {
   /// Makes the value of one batch; may throw. Between steps it should throw cancelled_run once
   /// `cancelled` is set: the stream is being torn down and nobody will take the value.
   using Work = std::function<T(BatchPlan, const std::atomic<bool>& cancelled)>;
+  /// Finishes a value on the consumer's thread, in delivery order; may throw. Optional.
+  using Finish = std::function<void(T&)>;
 
-  Prefetcher(BatchSampler sampler, Work work, const RunOptions& options)
+  Prefetcher(BatchSampler sampler, Work work, Finish finish, const RunOptions& options)
       : sampler_(std::move(sampler)),
         work_(std::move(work)),
+        finish_(std::move(finish)),
         prefetch_(options.prefetch),
         ordered_(options.ordered),
         budget_(ThreadBudget::from(options)),
         intra_op_(budget_.intra_op),
-        workers_(make_worker_limit(prefetch_, budget_)),
-        arena_(static_cast<int>(budget_.total), prefetch_ == 0 ? 1 : 0) {}
+        consumer_slots_(prefetch_ == 0 || finish_ ? 1 : 0),
+        arena_size_(arena_size(prefetch_, budget_, consumer_slots_)),
+        workers_(std::in_place, tbb::global_control::max_allowed_parallelism, arena_size_ - consumer_slots_ + 1),
+        arena_(static_cast<int>(arena_size_), static_cast<unsigned>(consumer_slots_)) {}
 
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -99,7 +104,9 @@ class Prefetcher {
   /// Rethrows the exception of the batch whose turn it is.
   std::optional<T> next() {
     if (finished_) return std::nullopt;
-    return prefetch_ == 0 ? next_inline() : next_prefetched();
+    std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
+    if (value && finish_) finish_on_consumer(*value);
+    return value;
   }
 
   const ThreadBudget& budget() const noexcept { return budget_; }
@@ -131,6 +138,24 @@ class Prefetcher {
       std::rethrow_exception(error);
     }
     return value;
+  }
+
+  // The consumer joins the arena (its reserved slot) so that parallel loops in the finishing
+  // steps stay within the budget.
+  void finish_on_consumer(T& value) {
+    std::exception_ptr error;
+    arena_.execute([&] {
+      try {
+        finish_(value);
+      } catch (...) {
+        error = std::current_exception();
+      }
+    });
+    if (error) {
+      finished_ = true;
+      cancel_and_wait();
+      std::rethrow_exception(error);
+    }
   }
 
   std::optional<T> next_prefetched() {
@@ -189,15 +214,11 @@ class Prefetcher {
     });
   }
 
-  // With prefetch the consumer only waits, so all `total` threads of the budget must be TBB
-  // workers; oneTBB's default allows one fewer (it counts the main thread). A stricter limit
-  // set by the application still wins: oneTBB applies the smallest active one.
-  static std::optional<tbb::global_control> make_worker_limit(std::size_t prefetch,
-                                                              const ThreadBudget& budget) {
-    if (prefetch == 0) return std::nullopt;
-    return std::optional<tbb::global_control>(std::in_place,
-                                              tbb::global_control::max_allowed_parallelism,
-                                              budget.total + 1);
+  // The arena holds the whole budget. When the consumer works in it (no prefetch, or finishing
+  // steps) it takes one reserved slot, and with prefetch at least one worker must remain to
+  // make batches ahead.
+  static std::size_t arena_size(std::size_t prefetch, const ThreadBudget& budget, std::size_t consumer_slots) {
+    return prefetch > 0 && consumer_slots > 0 ? std::max<std::size_t>(2, budget.total) : budget.total;
   }
 
   std::optional<T> finish() {
@@ -214,10 +235,16 @@ class Prefetcher {
 
   BatchSampler sampler_;
   Work work_;
+  Finish finish_;
   std::size_t prefetch_;
   bool ordered_;
   ThreadBudget budget_;
   IntraOpThreads intra_op_;
+  std::size_t consumer_slots_;
+  std::size_t arena_size_;
+  // oneTBB allows one worker fewer than the cores by default (it counts the main thread); this
+  // lets the arena have the workers the budget gives it. A stricter limit set by the
+  // application still wins: oneTBB applies the smallest active one.
   std::optional<tbb::global_control> workers_;
   tbb::task_arena arena_;
 
