@@ -18,6 +18,9 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#if __has_include(<dlfcn.h>)
+#include <dlfcn.h>
+#endif
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -52,10 +55,40 @@ struct ThreadBudget {
   }
 };
 
+/// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
+/// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
+/// matrices at once. Its size is set through its C API when OpenBLAS is loaded in the process.
+class BlasThreads {
+ public:
+  explicit BlasThreads(int n) {
+#if __has_include(<dlfcn.h>)
+    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (set_ && get) {
+      previous_ = get();
+      if (previous_ != n) set_(n);
+    }
+#else
+    (void)n;
+#endif
+  }
+  ~BlasThreads() {
+    if (set_ && previous_ > 0) set_(previous_);
+  }
+  BlasThreads(const BlasThreads&) = delete;
+  BlasThreads& operator=(const BlasThreads&) = delete;
+
+ private:
+  void (*set_)(int) = nullptr;
+  int previous_ = 0;
+};
+
 /// Sets LibTorch's intra-op thread count for the lifetime of a run, then restores it.
 class IntraOpThreads {
  public:
-  explicit IntraOpThreads(std::size_t n) : previous_(at::get_num_threads()) { apply(static_cast<int>(n)); }
+  explicit IntraOpThreads(std::size_t n) : previous_(at::get_num_threads()), blas_(static_cast<int>(n)) {
+    apply(static_cast<int>(n));
+  }
   ~IntraOpThreads() { apply(previous_); }
   IntraOpThreads(const IntraOpThreads&) = delete;
   IntraOpThreads& operator=(const IntraOpThreads&) = delete;
@@ -70,6 +103,7 @@ class IntraOpThreads {
 
  private:
   int previous_;
+  BlasThreads blas_;
 };
 
 /// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.

@@ -30,7 +30,9 @@ inline at::Tensor read_image(const std::filesystem::path& path, int channels = 0
       stbi_load(path.c_str(), &width, &height, &in_file, channels), stbi_image_free);
   if (!pixels) throw FileError(path, std::string("cannot decode image: ") + stbi_failure_reason());
   const int c = channels ? channels : in_file;
-  return at::from_blob(pixels.get(), {height, width, c}, at::kByte).permute({2, 0, 1}).contiguous();
+  // clone, not contiguous(): with one channel the permuted view is already contiguous and would
+  // keep pointing into stb's buffer, freed on return.
+  return at::from_blob(pixels.get(), {height, width, c}, at::kByte).permute({2, 0, 1}).clone(at::MemoryFormat::Contiguous);
 }
 
 /// @brief Decodes many image files in parallel (on the current oneTBB arena) and stacks them

@@ -1,0 +1,183 @@
+// Train and evaluate a classifier on Fashion-MNIST with batchpipe: IDX files, the ready image
+// actions (normalize, flip, crop), a model defined in the batch class, pipeline variables for
+// the loss and the accuracy, checkpoints, prefetch. `fashion_mnist --help` lists the flags.
+//
+// The last line on stdout is `test_accuracy: 0.NNNN`, on the 10,000 test images.
+
+#include <batchpipe/batchpipe.hpp>
+#include <torch/torch.h>
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <unistd.h>
+
+namespace {
+
+struct Settings {
+  std::filesystem::path data = "/usr/share/datasets/fashion-mnist";
+  std::string model = "mlp";
+  std::size_t epochs = 10;
+  std::size_t batch_size = 128;
+  std::size_t prefetch = 2;
+  std::uint64_t seed = 42;
+  std::size_t threads = 0;
+  std::size_t intra_op_threads = 1;
+  double learning_rate = 1e-3;
+  double lr_decay = 0.75;
+  std::string augment = "flip";
+  std::string device = "cpu";
+  std::filesystem::path save, load;
+  bool quiet = false;
+};
+
+using Model = bp::TorchModel<torch::nn::Sequential, torch::optim::Adam>;
+
+// A small convolutional network or a multilayer perceptron, for 28x28 images.
+torch::nn::Sequential make_network(const std::string& kind) {
+  namespace nn = torch::nn;
+  if (kind == "cnn") {
+    return nn::Sequential(nn::Unflatten(nn::UnflattenOptions(1, {1, 28})),  // [n, 1, 28, 28]
+                          nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
+                          nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
+                          nn::Flatten(), nn::Linear(64 * 7 * 7, 128), nn::ReLU(), nn::Linear(128, 10));
+  }
+  return nn::Sequential(nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10));
+}
+
+struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
+  // Read by the model definition, which runs on first use: main sets them before any run.
+  inline static std::string network = "mlp";
+  inline static double learning_rate = 1e-3;
+  inline static torch::Device device{torch::kCPU};
+  inline static std::uint64_t seed = 0;
+
+  MODEL(classifier)() {
+    torch::manual_seed(seed);
+    auto net = make_network(network);
+    net->to(device);
+    return Model{net, torch::optim::Adam(net->parameters(), torch::optim::AdamOptions(learning_rate))};
+  }
+
+  // A singleton: one step at a time, batches in order, whatever the prefetch.
+  ACTION(train, .model = "classifier", .singleton = true)(Model& model) {
+    const double loss = bp::train_step(model.module, model.optimizer, get("images"), get("labels"));
+    variable<double>("loss").update([&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
+  }
+
+  ACTION(evaluate, .model = "classifier")(Model& model) {
+    bp::evaluate(model.module, get("images"), get("labels"), variable<bp::Accuracy>("accuracy"));
+  }
+};
+
+bp::Dataset<FashionBatch> load_split(const std::filesystem::path& folder, const std::string& prefix) {
+  auto images = bp::io::read_idx(folder / (prefix + "-images-idx3-ubyte.gz"));
+  auto labels = bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).to(torch::kLong);
+  return bp::Dataset<FashionBatch>(static_cast<std::size_t>(images.size(0)), {{"images", images}, {"labels", labels}});
+}
+
+// One line on stderr, redrawn in place: epoch, progress, items/s and the running loss.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool shown) : shown_(shown && isatty(fileno(stderr))) {}
+  void update(std::size_t epoch, std::size_t epochs, std::size_t done, std::size_t total, double items_per_second, double loss) {
+    if (!shown_) return;
+    constexpr int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
+    std::fprintf(stderr, "\repoch %zu/%zu [%s%s] %3zu%% %8.0f items/s loss %.4f", epoch + 1, epochs,
+                 std::string(static_cast<std::size_t>(filled), '=').c_str(),
+                 std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), 100 * done / std::max<std::size_t>(total, 1),
+                 items_per_second, loss);
+  }
+  void end_line() {
+    if (shown_) std::fputc('\n', stderr);
+  }
+
+ private:
+  bool shown_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App app{"Train and evaluate a Fashion-MNIST classifier with batchpipe"};
+  app.add_option("--data", s.data, "folder of the Fashion-MNIST IDX files")->capture_default_str();
+  app.add_option("--model", s.model, "network: mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}))->capture_default_str();
+  app.add_option("--epochs", s.epochs, "training epochs (0: evaluate only)")->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "items per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--prefetch", s.prefetch, "batches prepared ahead")->capture_default_str();
+  app.add_option("--seed", s.seed, "seed of the shuffle, the augmentation and the weights")->capture_default_str();
+  app.add_option("--threads", s.threads, "thread budget (0: all cores)")->capture_default_str();
+  app.add_option("--intra-op-threads", s.intra_op_threads,
+                 "LibTorch threads per operation; fixed so that results do not depend on --prefetch (0: from the budget)")
+      ->capture_default_str();
+  app.add_option("--lr", s.learning_rate, "learning rate of Adam")->capture_default_str();
+  app.add_option("--lr-decay", s.lr_decay, "the learning rate is multiplied by this after each epoch")->capture_default_str();
+  app.add_option("--device", s.device, "cpu, cuda, cuda:1, ...")->capture_default_str();
+  app.add_option("--augment", s.augment, "training augmentation: none, flip (left-right, p = 0.5) or flip-crop (and random 28x28 crops after padding 2)")
+      ->check(CLI::IsMember({"none", "flip", "flip-crop"}))
+      ->capture_default_str();
+  app.add_option("--save", s.save, "save the model to this checkpoint after training");
+  app.add_option("--load", s.load, "load the model from this checkpoint before training")->check(CLI::ExistingFile);
+  app.add_flag("--quiet", s.quiet, "no progress bar");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    FashionBatch::network = s.model;
+    FashionBatch::learning_rate = s.learning_rate;
+    FashionBatch::device = torch::Device(s.device);
+    FashionBatch::seed = s.seed;
+    if (!s.load.empty()) bp::load_checkpoint<FashionBatch>(s.load);
+
+    const auto train_data = load_split(s.data, "train");
+    const auto test_data = load_split(s.data, "t10k");
+
+    // The pipelines: lazy until run.
+    auto prepare = [&](const bp::Dataset<FashionBatch>& data, const std::string& augment) {
+      auto p = data.pipeline().normalize(0.2860f, 0.3530f, 1 / 255.f);
+      if (augment != "none") p = p.flip(0.5);
+      if (augment == "flip-crop") p = p.crop(28, 28, 2);
+      return p.to_device(FashionBatch::device);
+    };
+    auto training = prepare(train_data, s.augment).init_variable("loss", 0.0).train();
+    auto evaluation = prepare(test_data, "none").init_variable("accuracy", bp::Accuracy{}).evaluate();
+
+    ProgressBar progress(!s.quiet);
+    const auto train_size = train_data.size();
+    for (std::size_t epoch = 0; epoch < s.epochs; ++epoch) {
+      const auto start = std::chrono::steady_clock::now();
+      std::size_t done = 0;
+      for (auto& batch : training.gen_batch({.batch_size = s.batch_size, .shuffle = s.seed + epoch,
+                                             .prefetch = s.prefetch, .threads = s.threads,
+                                             .intra_op_threads = s.intra_op_threads})) {
+        done += batch.size();
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        progress.update(epoch, s.epochs, done, train_size, static_cast<double>(done) / seconds,
+                        training.variables().value<double>("loss"));
+      }
+      progress.end_line();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      for (auto& group : FashionBatch::models().get<Model>("classifier")->optimizer.param_groups()) {
+        auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+        options.lr(options.lr() * s.lr_decay);
+      }
+      std::cout << "epoch " << epoch + 1 << ": loss " << training.variables().value<double>("loss") << ", "
+                << static_cast<long>(static_cast<double>(done) / seconds) << " items/s" << std::endl;
+    }
+    if (!s.save.empty()) bp::save_checkpoint<FashionBatch>(s.save);
+
+    FashionBatch::models().get<Model>("classifier")->module->eval();
+    evaluation.run({.batch_size = 1000, .prefetch = s.prefetch, .threads = s.threads,
+                    .intra_op_threads = s.intra_op_threads});
+    std::printf("test_accuracy: %.4f\n", evaluation.variables().value<bp::Accuracy>("accuracy").value());
+  } catch (const std::exception& e) {
+    std::cerr << "fashion_mnist: " << e.what() << '\n';
+    return 1;
+  }
+  return 0;
+}
