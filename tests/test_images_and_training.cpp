@@ -78,6 +78,15 @@ TEST_CASE("crop pads, then cuts at a random place with probability p", "[images]
   CHECK(shifts.size() == 5);  // dx = -2 .. 2 all seen
   for (auto [shift, n] : shifts) CHECK(n > 450);  // 600 each expected (value 0 at the left edge folds in)
 
+  auto crops = [](std::size_t prefetch, std::size_t threads) {
+    std::vector<at::Tensor> out;
+    for (auto& b : ramps(200).pipeline().crop(8, 8, 2, 0.5).gen_batch({.batch_size = 32, .seed = 4, .prefetch = prefetch, .threads = threads})) {
+      out.push_back(b.get("images"));
+    }
+    return torch::cat(out);
+  };
+  CHECK(torch::equal(crops(0, 1), crops(4, 4)));  // the same crops for any prefetch and thread count
+
   auto centred = ramps(50).pipeline().crop(6, 6, 0, 0.0).next_batch({.batch_size = 50});
   CHECK(torch::equal(centred->get("images")[0][0][0], torch::arange(1, 7, torch::kFloat)));
   CHECK_THROWS_WITH(ramps(4).pipeline().crop(20, 20, 2).run({}), Catch::Contains("crop: 20x20 does not fit in [4, 1, 12, 12]"));

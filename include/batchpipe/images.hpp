@@ -10,6 +10,7 @@
 #include "parallel.hpp"
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/arange.h>
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/stack.h>
@@ -95,7 +96,7 @@ class ImagesBatchBase : public Batch<Derived> {
   /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
   ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
-    x = x.to(at::kFloat).mul(scale).sub(mean).div(std);
+    x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
   }
 
   /// Converts `component` to `dtype`.
@@ -133,18 +134,32 @@ class ImagesBatchBase : public Batch<Derived> {
       throw Error("crop: " + std::to_string(height) + "x" + std::to_string(width) + " does not fit in " +
                   detail::shape_string(padded.sizes()) + " (after padding " + std::to_string(padding) + ")");
     }
-    auto sizes = x.sizes().vec();
-    sizes[sizes.size() - 2] = height;
-    sizes[sizes.size() - 1] = width;
-    at::Tensor out = at::empty(sizes, x.options());
-    for_each_item(*this, [&](std::size_t i, Random& rng) {
+    // Each item's corner, from the item's own stream; then two gathers cut every item at once.
+    const auto n = static_cast<int64_t>(this->size());
+    at::Tensor corners = at::empty({2, n}, at::kLong);
+    auto* y0 = corners.data_ptr<int64_t>();
+    auto* x0 = y0 + n;
+    const Random items(this->random()());
+    for (int64_t i = 0; i < n; ++i) {
+      Random rng = items.split(static_cast<std::uint64_t>(i));
       const bool random_place = rng.bernoulli(p);
-      const auto y0 = static_cast<int64_t>(random_place ? rng.below(static_cast<uint64_t>(room_y) + 1) : static_cast<uint64_t>(room_y / 2));
-      const auto x0 = static_cast<int64_t>(random_place ? rng.below(static_cast<uint64_t>(room_x) + 1) : static_cast<uint64_t>(room_x / 2));
-      const auto item = static_cast<int64_t>(i);
-      out[item].copy_(padded[item].narrow(-2, y0, height).narrow(-1, x0, width));
-    });
-    x = out;
+      y0[i] = random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_y) + 1)) : room_y / 2;
+      x0[i] = random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_x) + 1)) : room_x / 2;
+    }
+    corners = corners.to(x.device());
+    std::vector<int64_t> item_shape(static_cast<std::size_t>(x.dim()), 1);
+    item_shape[0] = n;
+    auto offsets = [&](int64_t which, int64_t size, int64_t axis) {
+      std::vector<int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
+      shape[static_cast<std::size_t>(x.dim() + axis)] = size;
+      return corners[which].view(item_shape).add(at::arange(size, corners.options()).view(shape));
+    };
+    auto rows_shape = padded.sizes().vec();
+    rows_shape[rows_shape.size() - 2] = height;
+    const at::Tensor rows = padded.gather(-2, offsets(0, height, -2).expand(rows_shape));
+    auto out_shape = rows_shape;
+    out_shape.back() = width;
+    x = rows.gather(-1, offsets(1, width, -1).expand(out_shape));
   }
 };
 
