@@ -51,18 +51,18 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "runs per measurement; the best is kept")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  // W0: 1,000,000 items, batches of 256, 10 no-op actions.
+  // W0: 1,000,000 items, batches of 256, 100 no-op actions (enough to rise above the noise).
   bp::Dataset<BenchBatch> big(1'000'000);
   auto empty = big.pipeline();
-  auto ten = empty;
-  for (int i = 0; i < 10; ++i) ten = ten.nothing();
+  auto hundred = empty;
+  for (int i = 0; i < 100; ++i) hundred = hundred.nothing();
   for (std::size_t prefetch : {0, 2}) {
     const bp::RunOptions options{.batch_size = 256, .shuffle = 1, .prefetch = prefetch, .threads = threads};
     const double base = best_of(repeats, [&] { return empty.run(options).seconds; });
-    const double with_actions = best_of(repeats, [&] { return ten.run(options).seconds; });
+    const double with_actions = best_of(repeats, [&] { return hundred.run(options).seconds; });
     const double batches = 1'000'000.0 / 256;
     std::printf("W0 prefetch %zu: %.2f us per batch, %.3f us per action dispatch\n", prefetch, 1e6 * base / batches,
-                1e6 * (with_actions - base) / (batches * 10));
+                1e6 * (with_actions - base) / (batches * 100));
   }
 
   auto images = bp::io::read_idx(data / "train-images-idx3-ubyte.gz");

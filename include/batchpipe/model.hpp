@@ -49,18 +49,6 @@ namespace detail {
 template <class B, class Model>
 using model_type_t = decltype(access::build_model<B, Model>());
 
-/// The MODEL of B named `name` (compile time), or chain_root when there is none.
-template <class B, const std::string_view& Name>
-struct model_named {
-  static constexpr int depth = find_link<access::last_model<B>>(Name);
-  using type = typename link_at<access::last_model<B>, depth>::type;
-};
-template <class B, const std::string_view& Name>
-  requires(find_link<access::last_model<B>>(Name) == 0)
-struct model_named<B, Name> {
-  using type = chain_root;
-};
-
 }  // namespace detail
 
 /// @brief What the directory says of one model.
