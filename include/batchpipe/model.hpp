@@ -117,11 +117,7 @@ class ModelDirectory {
   /// model or its descriptor is not a T.
   template <class T>
   std::shared_ptr<T> get(std::string_view name) {
-    Slot& slot = at(name);
-    if (slot.type != typeid(T)) {
-      throw Error("model '" + slot.name + "' of " + detail::type_name<B>() + " is a " +
-                  slot.type_name + ", not a " + detail::type_name<T>());
-    }
+    Slot& slot = typed_at<T>(name);
     std::scoped_lock lock(slot.mutex);
     if (!slot.model) slot.model = build(slot);
     return std::static_pointer_cast<T>(slot.model);
@@ -130,11 +126,7 @@ class ModelDirectory {
   /// Replaces the model `name` with `model` (a loaded checkpoint, say).
   template <class T>
   void set(std::string_view name, T model) {
-    Slot& slot = at(name);
-    if (slot.type != typeid(T)) {
-      throw Error("model '" + slot.name + "' of " + detail::type_name<B>() + " is a " +
-                  slot.type_name + ", not a " + detail::type_name<T>());
-    }
+    Slot& slot = typed_at<T>(name);
     auto fresh = std::make_shared<T>(std::move(model));
     std::scoped_lock lock(slot.mutex);
     slot.model = std::move(fresh);
@@ -200,6 +192,17 @@ class ModelDirectory {
     for (const auto& slot : slots_) known += (known.empty() ? "" : ", ") + slot->name;
     throw Error(detail::type_name<B>() + " has no model '" + std::string(name) +
                 "' (models: " + (known.empty() ? "none" : known) + ")");
+  }
+
+  /// The slot of model `name`, checked to hold a T.
+  template <class T>
+  Slot& typed_at(std::string_view name) const {
+    Slot& slot = at(name);
+    if (slot.type != typeid(T)) {
+      throw Error("model '" + slot.name + "' of " + detail::type_name<B>() + " is a " + slot.type_name +
+                  ", not a " + detail::type_name<T>());
+    }
+    return slot;
   }
 
   std::vector<std::unique_ptr<Slot>> slots_;
