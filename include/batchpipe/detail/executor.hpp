@@ -143,8 +143,6 @@ class Prefetcher {
     return value;
   }
 
-  const ThreadBudget& budget() const noexcept { return budget_; }
-
  private:
   struct Slot {
     BatchPlan plan;
@@ -153,34 +151,28 @@ class Prefetcher {
     bool done = false;
   };
 
-  // prefetch 0: the consumer makes each batch itself, inside the arena so that parallel loops in
-  // its actions stay within the budget.
+  // prefetch 0: the consumer makes each batch itself.
   std::optional<T> next_inline() {
     auto plan = sampler_.next();
     if (!plan) return finish();
     std::optional<T> value;
-    std::exception_ptr error;
-    arena_.execute([&] {
-      try {
-        value.emplace(work_(std::move(*plan), cancelled_));
-      } catch (...) {
-        error = std::current_exception();
-      }
-    });
-    if (error) {
-      finished_ = true;
-      std::rethrow_exception(error);
-    }
+    on_consumer([&] { value.emplace(work_(std::move(*plan), cancelled_)); });
     return value;
   }
 
-  // The consumer joins the arena (its reserved slot) so that parallel loops in the finishing
-  // steps stay within the budget.
   void finish_on_consumer(T& value) {
+    on_consumer([&] { finish_(value); });
+  }
+
+  // Runs f on the consumer's thread inside the arena (its reserved slot), so that parallel loops
+  // in the actions stay within the budget. An exception ends the stream: what is in flight is
+  // cancelled and waited for, then the exception goes to the consumer.
+  template <class F>
+  void on_consumer(F&& f) {
     std::exception_ptr error;
     arena_.execute([&] {
       try {
-        finish_(value);
+        f();
       } catch (...) {
         error = std::current_exception();
       }
