@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what batchpipe's build, tests and examples need on Debian 12 (run as root).
+# Installs what batchpipe's build, tests and examples need on Debian 12 (run as root);
+# `--ci` adds what CI needs besides.
 # Safe to repeat: packages already present are skipped, and apt is asked only when one is missing.
 set -euo pipefail
 
@@ -7,7 +8,8 @@ packages=(
   build-essential cmake
   libtorch-dev          # LibTorch (CPU build on Debian)
   libtbb-dev            # oneTBB
-  catch2                # Catch2 v2 single header, for the tests
+  catch2                # Catch2, for the tests
+  libgmock-dev          # GoogleMock, for the test that includes it beside batchpipe
   libgloo-dev           # needed by the c10d Gloo headers LibTorch installs
   libopenblas0-pthread  # without it LibTorch falls back to reference BLAS (about 17x slower)
   dataset-fashion-mnist # real data for the examples
@@ -15,6 +17,10 @@ packages=(
   libstb-dev            # PNG / JPEG decoding
   zlib1g-dev            # gzip-compressed IDX files
 )
+# What CI needs beyond the build: the API reference, and the Debian 13 root (scripts/debian13.sh).
+if [ "${1:-}" = "--ci" ]; then
+  packages+=(doxygen debootstrap clang-format git)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

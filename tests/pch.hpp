@@ -1,5 +1,7 @@
 // The precompiled header of the tests and the docs examples.
 #pragma once
+#include "catch_compat.hpp"
+
 #include <batchpipe/batchpipe.hpp>
-#include <catch2/catch.hpp>
+
 #include <torch/torch.h>

@@ -1,8 +1,9 @@
 // Helpers shared by the test files.
 #pragma once
 
+#include "catch_compat.hpp"
+
 #include <batchpipe/batchpipe.hpp>
-#include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -29,8 +30,7 @@ struct ConcurrencyProbe {
     explicit Scope(ConcurrencyProbe& p) : probe(p) {
       const int value = ++probe.now;
       int seen = probe.highest.load();
-      while (value > seen && !probe.highest.compare_exchange_weak(seen, value)) {
-      }
+      while (value > seen && !probe.highest.compare_exchange_weak(seen, value)) {}
     }
     ~Scope() { --probe.now; }
   };

@@ -46,9 +46,9 @@ TEST_CASE("components are reachable by name and per item", "[batch]") {
   CHECK(batch.item(1).get<std::string>("names") == "y");
   CHECK(batch.get<std::vector<std::string>>("names").size() == 2);
 
-  CHECK_THROWS_WITH(batch.get("labels"), Catch::Contains("no component 'labels' (components: images, names)"));
-  CHECK_THROWS_WITH(batch.get<int>("images"), Catch::Contains("component 'images' holds at::Tensor, not int"));
-  CHECK_THROWS_WITH(batch.item(2), Catch::Contains("item 2 is out of range (batch of 2)"));
+  CHECK_THROWS_WITH(batch.get("labels"), test::contains("no component 'labels' (components: images, names)"));
+  CHECK_THROWS_WITH(batch.get<int>("images"), test::contains("component 'images' holds at::Tensor, not int"));
+  CHECK_THROWS_WITH(batch.item(2), test::contains("item 2 is out of range (batch of 2)"));
   batch.erase("names");
   CHECK_FALSE(batch.has("names"));
 }
@@ -62,10 +62,12 @@ TEST_CASE("the registry lists every action with its options", "[actions]") {
   const auto& shift = ImageBatch::actions().info("shift");
   CHECK(shift.parameters == std::vector<std::string>{"double", "int"});
   CHECK(shift.callable_by_name);
-  CHECK(ImageBatch::actions().info("count").parameters == std::vector<std::string>{"(anonymous namespace)::Counter&"});
+  CHECK(ImageBatch::actions().info("count").parameters ==
+        std::vector<std::string>{"(anonymous namespace)::Counter&"});
   CHECK(ImageBatch::actions().info("sometimes").p == 0.5);
   CHECK_FALSE(ImageBatch::actions().info("generic").callable_by_name);
-  CHECK_THROWS_WITH(ImageBatch::actions().info("rotate"), Catch::Contains("has no action 'rotate' (actions: scale, shift"));
+  CHECK_THROWS_WITH(ImageBatch::actions().info("rotate"),
+                    test::contains("has no action 'rotate' (actions: scale, shift"));
 }
 
 TEST_CASE("actions are called by name with arguments checked at run time", "[actions]") {
@@ -81,21 +83,22 @@ TEST_CASE("actions are called by name with arguments checked at run time", "[act
   actions.call(batch, "count", {std::ref(counter)});
   CHECK(counter.calls == 1);
 
-  CHECK_THROWS_WITH(actions.call(batch, "scale", {}), Catch::Contains("action 'scale' of") && Catch::Contains("takes 1 argument(s), got 0"));
+  CHECK_THROWS_WITH(actions.call(batch, "scale", {}),
+                    test::contains("action 'scale' of") && test::contains("takes 1 argument(s), got 0"));
   CHECK_THROWS_WITH(actions.call(batch, "scale", {std::string("x")}),
-                    Catch::Contains("action 'scale': argument 1 must be float, got std::"));
-  CHECK_THROWS_WITH(actions.call(batch, "generic", {1}), Catch::Contains("cannot be called by name"));
-  CHECK_THROWS_WITH(actions.call(batch, "nope"), Catch::Contains("has no action 'nope'"));
+                    test::contains("action 'scale': argument 1 must be float, got std::"));
+  CHECK_THROWS_WITH(actions.call(batch, "generic", {1}), test::contains("cannot be called by name"));
+  CHECK_THROWS_WITH(actions.call(batch, "nope"), test::contains("has no action 'nope'"));
 }
 
 TEST_CASE("pipelines are lazy values", "[pipeline]") {
   auto dataset = images(6);
   Counter counter;
   auto base = dataset.pipeline().scale(2.0f);
-  auto counted = base.count(counter);          // builds a new pipeline ...
+  auto counted = base.count(counter);                               // builds a new pipeline ...
   CHECK(base.action_names() == std::vector<std::string>{"scale"});  // ... and leaves base alone
   CHECK(counted.action_names() == std::vector<std::string>{"scale", "count"});
-  CHECK(counter.calls == 0);                   // nothing ran
+  CHECK(counter.calls == 0);  // nothing ran
 
   auto by_name = dataset.p().append("shift", {1.0, 1}).append("count", {std::ref(counter)});
   auto both = counted + by_name;
@@ -111,7 +114,7 @@ TEST_CASE("pipelines are lazy values", "[pipeline]") {
   SECTION("a pipeline without a dataset is an error when run, and can be bound later") {
     bp::Pipeline<ImageBatch> unbound;
     auto template_pipeline = unbound.scale(10.0f);
-    CHECK_THROWS_WITH(template_pipeline.run({}), Catch::Contains("has no dataset"));
+    CHECK_THROWS_WITH(template_pipeline.run({}), test::contains("has no dataset"));
     auto bound = template_pipeline.with(dataset);
     CHECK(bound.next_batch({.batch_size = 1})->get("images").sum().item<float>() == 40);
     CHECK((unbound + dataset.pipeline()).has_dataset());
@@ -123,7 +126,7 @@ TEST_CASE("an action changes its batch in place or returns a new one", "[actions
   auto replaced = dataset.pipeline().keep_first().same().generic(7).next_batch({.batch_size = 5});
   REQUIRE(replaced);
   CHECK(replaced->get("images").size(0) == 1);
-  CHECK(replaced->size() == 5);        // a batch made from scratch keeps the old batch's items
+  CHECK(replaced->size() == 5);  // a batch made from scratch keeps the old batch's items
   CHECK(replaced->number() == 0);
   CHECK(replaced->get<int>("generic") == 7);
   auto hidden = dataset.pipeline().append("hidden").next_batch({.batch_size = 5});

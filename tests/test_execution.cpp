@@ -36,6 +36,7 @@ struct ExecBatch : bp::Batch<ExecBatch> {
     if (this->number() == number) throw std::invalid_argument("bad item in batch " + std::to_string(number));
   }
   ACTION(record, .singleton = true)(std::vector<std::size_t>& order) { order.push_back(number()); }
+  ACTION(mismatch)() { set("product", at::ones({2, 3}).matmul(at::ones({2, 3}))); }  // LibTorch throws
   ACTION(draw)() {
     set("uniform", random().uniform());
     set("tensor", at::rand({3}, random().torch_generator()));
@@ -48,7 +49,8 @@ bp::Dataset<ExecBatch> numbers(std::size_t n) { return bp::Dataset<ExecBatch>(n)
 
 TEST_CASE("a singleton action never runs twice at once, other actions do", "[execution]") {
   Probes probes;
-  numbers(64).pipeline().work(probes, 5).exclusive(probes).run({.batch_size = 2, .prefetch = 4, .threads = 4});
+  numbers(64).pipeline().work(probes, 5).exclusive(probes).run(
+      {.batch_size = 2, .prefetch = 4, .threads = 4});
   CHECK(probes.singleton.highest == 1);
   CHECK(probes.parallel.highest >= 2);
   CHECK(probes.finished == 32);
@@ -57,7 +59,8 @@ TEST_CASE("a singleton action never runs twice at once, other actions do", "[exe
 TEST_CASE("singleton actions see the batches one at a time and in order, for any prefetch", "[execution]") {
   for (std::size_t prefetch : {0, 1, 4}) {
     std::vector<std::size_t> order;
-    numbers(100).pipeline().jitter().record(order).run({.batch_size = 5, .shuffle = 3, .prefetch = prefetch, .threads = 4});
+    numbers(100).pipeline().jitter().record(order).run(
+        {.batch_size = 5, .shuffle = 3, .prefetch = prefetch, .threads = 4});
     std::vector<std::size_t> expected(20);
     std::iota(expected.begin(), expected.end(), 0);
     CHECK(order == expected);
@@ -69,7 +72,8 @@ TEST_CASE("prefetch N keeps at most N + 1 batches in flight", "[execution]") {
     CAPTURE(prefetch);
     Probes probes;
     int delivered = 0, most_ahead = 0;
-    for (auto& batch : numbers(40).pipeline().work(probes, 2).gen_batch({.batch_size = 2, .prefetch = prefetch, .threads = 4})) {
+    for (auto& batch : numbers(40).pipeline().work(probes, 2).gen_batch(
+             {.batch_size = 2, .prefetch = prefetch, .threads = 4})) {
       most_ahead = std::max(most_ahead, probes.started.load() - delivered);
       ++delivered;
       (void)batch;
@@ -83,7 +87,8 @@ TEST_CASE("prefetch N keeps at most N + 1 batches in flight", "[execution]") {
 TEST_CASE("batches come in index order, or as they finish when asked", "[execution]") {
   auto pipeline = numbers(60).pipeline().jitter();
   std::vector<std::size_t> order;
-  for (auto& batch : pipeline.gen_batch({.batch_size = 3, .prefetch = 4, .threads = 4})) order.push_back(batch.number());
+  for (auto& batch : pipeline.gen_batch({.batch_size = 3, .prefetch = 4, .threads = 4}))
+    order.push_back(batch.number());
   std::vector<std::size_t> expected(20);
   std::iota(expected.begin(), expected.end(), 0);
   CHECK(order == expected);
@@ -112,7 +117,8 @@ TEST_CASE("an exception reaches the caller with the action and the batch", "[exe
         } catch (const bp::ActionError& e) {
           CHECK(e.action() == "fail_on");
           CHECK(e.batch_number() == failing);
-          CHECK(std::string(e.what()).find("failed on batch " + std::to_string(failing)) != std::string::npos);
+          CHECK(std::string(e.what()).find("failed on batch " + std::to_string(failing)) !=
+                std::string::npos);
           CHECK_THROWS_AS(std::rethrow_if_nested(e), std::invalid_argument);
         }
       });
@@ -128,6 +134,29 @@ TEST_CASE("an exception reaches the caller with the action and the batch", "[exe
   }
 }
 
+TEST_CASE("a LibTorch error reaches the caller as one line, without LibTorch's stack trace",
+          "[execution][errors]") {
+  try {
+    numbers(4).pipeline().mismatch().run({.batch_size = 2});
+    FAIL("the shape mismatch did not throw");
+  } catch (const bp::ActionError& e) {
+    const std::string message = e.what();
+    CHECK_THAT(message, test::contains("action 'mismatch' of"));
+    CHECK_THAT(message, test::contains("cannot be multiplied"));
+    CHECK(message.find('\n') == std::string::npos);
+    CHECK(message.find("frame #") == std::string::npos);
+    // The original LibTorch error stays nested, whole, for those who want its trace.
+    CHECK_THROWS_AS(std::rethrow_if_nested(e), c10::Error);
+  }
+  // bp::error_message does the same for a LibTorch error caught outside a pipeline.
+  try {
+    (void)at::ones({2, 3}).matmul(at::ones({2, 3}));
+  } catch (const std::exception& e) {
+    CHECK(std::string(e.what()) != bp::error_message(e));
+    CHECK(bp::error_message(e).find('\n') == std::string::npos);
+  }
+}
+
 TEST_CASE("the stream is over after an error, and next_batch says so", "[execution][errors]") {
   auto pipeline = numbers(10).pipeline().fail_on(1);
   const bp::RunOptions options{.batch_size = 2, .prefetch = 2};
@@ -139,13 +168,16 @@ TEST_CASE("the stream is over after an error, and next_batch says so", "[executi
 TEST_CASE("leaving a loop early stops the work in flight", "[execution]") {
   Probes probes;
   test::finishes_within(30s, [&] {
-    for (auto& batch : numbers(1000).pipeline().work(probes, 20).gen_batch({.batch_size = 1, .prefetch = 4, .threads = 4})) {
+    for (auto& batch : numbers(1000)
+                           .pipeline()
+                           .work(probes, 20)
+                           .gen_batch({.batch_size = 1, .prefetch = 4, .threads = 4})) {
       if (batch.number() == 2) break;
     }
   });
   const int started = probes.started;
-  CHECK(started <= 3 + 5);               // the delivered three, and at most prefetch + 1 more
-  CHECK(probes.finished == started);     // everything started has finished: nothing runs on
+  CHECK(started <= 3 + 5);            // the delivered three, and at most prefetch + 1 more
+  CHECK(probes.finished == started);  // everything started has finished: nothing runs on
   std::this_thread::sleep_for(50ms);
   CHECK(probes.started == started);
 }
@@ -178,7 +210,8 @@ TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "
   CHECK(probes.intra_op_threads == 1);  // two batches at once, one thread each
   numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 0, .threads = 2});
   CHECK(probes.intra_op_threads == 2);  // one batch at a time gets the whole budget
-  numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 3, .threads = 2, .intra_op_threads = 3});
-  CHECK(probes.intra_op_threads == 3);  // asked for explicitly
+  numbers(8).pipeline().work(probes, 1).run(
+      {.batch_size = 2, .prefetch = 3, .threads = 2, .intra_op_threads = 3});
+  CHECK(probes.intra_op_threads == 3);     // asked for explicitly
   CHECK(at::get_num_threads() == before);  // restored after the run
 }

@@ -15,7 +15,8 @@ struct Trainable : bp::ImagesBatchBase<Trainable> {
   inline static int64_t hidden = 16;
   MODEL(net)() {
     torch::manual_seed(0);
-    torch::nn::Sequential net(torch::nn::Flatten(), torch::nn::Linear(784, hidden), torch::nn::ReLU(), torch::nn::Linear(hidden, 10));
+    torch::nn::Sequential net(torch::nn::Flatten(), torch::nn::Linear(784, hidden), torch::nn::ReLU(),
+                              torch::nn::Linear(hidden, 10));
     return Net{net, torch::optim::Adam(net->parameters(), torch::optim::AdamOptions(2e-3))};
   }
   ACTION(train, .model = "net", .singleton = true)(Net& model) {
@@ -40,7 +41,8 @@ bp::Dataset<bp::ImagesBatch> ramps(int64_t n) {
 bp::Dataset<Trainable> fashion(const std::string& prefix, int64_t count) {
   const fs::path folder = "/usr/share/datasets/fashion-mnist";
   auto images = bp::io::read_idx(folder / (prefix + "-images-idx3-ubyte.gz")).narrow(0, 0, count);
-  auto labels = bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).narrow(0, 0, count).to(torch::kLong);
+  auto labels =
+      bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).narrow(0, 0, count).to(torch::kLong);
   return bp::Dataset<Trainable>(static_cast<std::size_t>(count), {{"images", images}, {"labels", labels}});
 }
 
@@ -49,7 +51,8 @@ bp::Dataset<Trainable> fashion(const std::string& prefix, int64_t count) {
 TEST_CASE("flip turns about p of the items, the same ones for any thread count", "[images]") {
   auto flipped_items = [](std::size_t prefetch, std::size_t threads) {
     std::vector<int64_t> flags;
-    for (auto& batch : ramps(2000).pipeline().flip(0.3).gen_batch({.batch_size = 100, .seed = 5, .prefetch = prefetch, .threads = threads})) {
+    for (auto& batch : ramps(2000).pipeline().flip(0.3).gen_batch(
+             {.batch_size = 100, .seed = 5, .prefetch = prefetch, .threads = threads})) {
       auto first_column = batch.get("images").select(3, 0).select(2, 0).squeeze(1);  // 7 when flipped, else 0
       for (int64_t i = 0; i < first_column.size(0); ++i) flags.push_back(first_column[i].item<float>() == 7);
     }
@@ -75,12 +78,15 @@ TEST_CASE("crop pads, then cuts at a random place with probability p", "[images]
     const int64_t zeros_on_left = row.nonzero().numel() ? row.nonzero()[0][0].item<int64_t>() : 0;
     shifts[static_cast<int64_t>(first_nonzero_value) - zeros_on_left]++;
   }
-  CHECK(shifts.size() == 5);  // dx = -2 .. 2 all seen
+  CHECK(shifts.size() == 5);                      // dx = -2 .. 2 all seen
   for (auto [shift, n] : shifts) CHECK(n > 450);  // 600 each expected (value 0 at the left edge folds in)
 
   auto crops = [](std::size_t prefetch, std::size_t threads) {
     std::vector<at::Tensor> out;
-    for (auto& b : ramps(200).pipeline().crop(8, 8, 2, 0.5).gen_batch({.batch_size = 32, .seed = 4, .prefetch = prefetch, .threads = threads})) {
+    for (auto& b : ramps(200)
+                       .pipeline()
+                       .crop(8, 8, 2, 0.5)
+                       .gen_batch({.batch_size = 32, .seed = 4, .prefetch = prefetch, .threads = threads})) {
       out.push_back(b.get("images"));
     }
     return torch::cat(out);
@@ -89,12 +95,16 @@ TEST_CASE("crop pads, then cuts at a random place with probability p", "[images]
 
   auto centred = ramps(50).pipeline().crop(6, 6, 0, 0.0).next_batch({.batch_size = 50});
   CHECK(torch::equal(centred->get("images")[0][0][0], torch::arange(1, 7, torch::kFloat)));
-  CHECK_THROWS_WITH(ramps(4).pipeline().crop(20, 20, 2).run({}), Catch::Contains("crop: 20x20 does not fit in [4, 1, 12, 12]"));
+  CHECK_THROWS_WITH(ramps(4).pipeline().crop(20, 20, 2).run({}),
+                    test::contains("crop: 20x20 does not fit in [4, 1, 12, 12]"));
 }
 
 TEST_CASE("normalize, cast and to_device change the images as asked", "[images]") {
   auto batch = bp::Dataset<bp::ImagesBatch>(4, {{"images", torch::full({4, 2, 2}, 255, torch::kByte)}})
-                   .pipeline().normalize(0.5f, 0.25f, 1 / 255.f).to_device(torch::kCPU).next_batch({.batch_size = 4});
+                   .pipeline()
+                   .normalize(0.5f, 0.25f, 1 / 255.f)
+                   .to_device(torch::kCPU)
+                   .next_batch({.batch_size = 4});
   CHECK(batch->get("images").scalar_type() == torch::kFloat);
   CHECK(batch->get("images").allclose(torch::full({4, 2, 2}, 2.0f)));
   auto cast = ramps(2).pipeline().cast(torch::kByte).next_batch({.batch_size = 2});
@@ -104,7 +114,8 @@ TEST_CASE("normalize, cast and to_device change the images as asked", "[images]"
 TEST_CASE("for_each_item gives each item its own stream, whatever the threads", "[images][parallel]") {
   auto draws = [](std::size_t threads) {
     std::vector<double> values;
-    for (auto& batch : ramps(64).gen_batch({.batch_size = 16, .seed = 2, .prefetch = 2, .threads = threads})) {
+    for (auto& batch :
+         ramps(64).gen_batch({.batch_size = 16, .seed = 2, .prefetch = 2, .threads = threads})) {
       std::vector<double> per_item(batch.size());
       bp::for_each_item(batch, [&](std::size_t i, bp::Random& rng) { per_item[i] = rng.uniform(); });
       values.insert(values.end(), per_item.begin(), per_item.end());
@@ -127,8 +138,9 @@ TEST_CASE("variables are updated safely under prefetch and read during and after
   CHECK(pipeline.variables().value<int64_t>("items") == 1000);
 
   auto without = dataset.pipeline().count();  // the variable belongs to the pipeline that made it
-  CHECK_THROWS_WITH(without.run({}), Catch::Contains("no pipeline variable 'items' (variables: none)"));
-  CHECK_THROWS_WITH(pipeline.variable<double>("items"), Catch::Contains("pipeline variable 'items' is a long, not a double"));
+  CHECK_THROWS_WITH(without.run({}), test::contains("no pipeline variable 'items' (variables: none)"));
+  CHECK_THROWS_WITH(pipeline.variable<double>("items"),
+                    test::contains("pipeline variable 'items' is a long, not a double"));
   auto other = pipeline.init_variable("extra", 1);
   CHECK(other.variables().names() == std::vector<std::string>{"extra", "items"});
   CHECK(pipeline.variables().names() == std::vector<std::string>{"items"});  // unchanged
@@ -136,8 +148,17 @@ TEST_CASE("variables are updated safely under prefetch and read during and after
 
 TEST_CASE("a short run on Fashion-MNIST beats chance by far", "[training]") {
   Trainable::models().reset();
-  auto train = fashion("train", 12000).pipeline().normalize(0.286f, 0.353f, 1 / 255.f).flip(0.5).init_variable("loss", std::vector<double>{}).train();
-  auto test = fashion("t10k", 2000).pipeline().normalize(0.286f, 0.353f, 1 / 255.f).init_variable("accuracy", bp::Accuracy{}).evaluate();
+  auto train = fashion("train", 12000)
+                   .pipeline()
+                   .normalize(0.286f, 0.353f, 1 / 255.f)
+                   .flip(0.5)
+                   .init_variable("loss", std::vector<double>{})
+                   .train();
+  auto test = fashion("t10k", 2000)
+                  .pipeline()
+                  .normalize(0.286f, 0.353f, 1 / 255.f)
+                  .init_variable("accuracy", bp::Accuracy{})
+                  .evaluate();
   train.run({.batch_size = 64, .shuffle = 1, .prefetch = 2});
   test.run({.batch_size = 500, .prefetch = 2});
   const auto accuracy = test.variables().value<bp::Accuracy>("accuracy");
@@ -154,7 +175,11 @@ TEST_CASE("checkpoints round-trip models and optimizer state, and replace files 
   models.reset();
   Trainable::hidden = 16;
   auto dataset = fashion("t10k", 256);
-  dataset.pipeline().normalize(0.286f, 0.353f, 1 / 255.f).init_variable("loss", std::vector<double>{}).train().run({.batch_size = 64});
+  dataset.pipeline()
+      .normalize(0.286f, 0.353f, 1 / 255.f)
+      .init_variable("loss", std::vector<double>{})
+      .train()
+      .run({.batch_size = 64});
   const auto trained = models.get<Net>("net")->module->parameters()[0].clone();
   bp::save_checkpoint<Trainable>(file);
   CHECK_FALSE(fs::exists(fs::path(file.string() + ".partial")));
@@ -169,22 +194,24 @@ TEST_CASE("checkpoints round-trip models and optimizer state, and replace files 
     models.reset();
     Trainable::hidden = 32;
     CHECK_THROWS_WITH(bp::load_checkpoint<Trainable>(file),
-                      Catch::Contains("model 'net': parameter '1.weight' has shape [16, 784] in the checkpoint, [32, 784] in the model"));
+                      test::contains("model 'net': parameter '1.weight' has shape [16, 784] in the "
+                                     "checkpoint, [32, 784] in the model"));
     Trainable::hidden = 16;
   }
   SECTION("a failed save leaves the old checkpoint as it was") {
     const auto before = fs::file_size(file);
     const auto blocker = fs::path(file.string() + ".partial");
     fs::create_directories(blocker / "in_the_way");  // the temporary file cannot be written
-    CHECK_THROWS_WITH(bp::save_checkpoint<Trainable>(file), Catch::Contains("cannot save the checkpoint"));
+    CHECK_THROWS_WITH(bp::save_checkpoint<Trainable>(file), test::contains("cannot save the checkpoint"));
     fs::remove_all(blocker);
     CHECK(fs::file_size(file) == before);
     bp::load_checkpoint<Trainable>(file);  // still whole
   }
   SECTION("a corrupt or missing checkpoint is refused") {
     std::ofstream(file, std::ios::trunc) << "not a checkpoint";
-    CHECK_THROWS_WITH(bp::load_checkpoint<Trainable>(file), Catch::Contains("not a readable checkpoint"));
-    CHECK_THROWS_WITH(bp::load_checkpoint<Trainable>(file.string() + ".missing"), Catch::Contains("no such checkpoint"));
+    CHECK_THROWS_WITH(bp::load_checkpoint<Trainable>(file), test::contains("not a readable checkpoint"));
+    CHECK_THROWS_WITH(bp::load_checkpoint<Trainable>(file.string() + ".missing"),
+                      test::contains("no such checkpoint"));
   }
   fs::remove(file);
 }

@@ -36,8 +36,8 @@ TEST_CASE("a range index holds ids 0..n-1 at their own rows", "[index]") {
   CHECK(index.position(int64_t{4}) == 4);
   CHECK_FALSE(index.contains(int64_t{5}));
   CHECK_FALSE(index.contains(std::string("3")));
-  CHECK_THROWS_WITH(index.id(5), Catch::Contains("position 5 is out of range (size 5)"));
-  CHECK_THROWS_WITH(index.position(int64_t{9}), Catch::Contains("no item with id '9'"));
+  CHECK_THROWS_WITH(index.id(5), test::contains("position 5 is out of range (size 5)"));
+  CHECK_THROWS_WITH(index.position(int64_t{9}), test::contains("no item with id '9'"));
 }
 
 TEST_CASE("explicit ids are checked for duplicates", "[index]") {
@@ -45,9 +45,9 @@ TEST_CASE("explicit ids are checked for duplicates", "[index]") {
   CHECK(names.position(std::string("dog")) == 1);
   CHECK(bp::to_string(names.id(2)) == "eel");
   CHECK_THROWS_WITH(bp::Index(std::vector<std::string>{"a", "b", "a"}),
-                    Catch::Contains("duplicate id 'a' at positions 0 and 2"));
+                    test::contains("duplicate id 'a' at positions 0 and 2"));
   CHECK_THROWS_WITH(bp::Index(std::vector<int64_t>{7, 8, 8}),
-                    Catch::Contains("duplicate id '8' at positions 1 and 2"));
+                    test::contains("duplicate id '8' at positions 1 and 2"));
 }
 
 TEST_CASE("subsets keep each item's source row", "[index]") {
@@ -60,8 +60,9 @@ TEST_CASE("subsets keep each item's source row", "[index]") {
   CHECK_FALSE(subset.contains(int64_t{12}));
   auto nested = subset.subset(std::vector<std::size_t>{1});
   CHECK(nested.source(0) == 1);
-  CHECK_THROWS_WITH(index.subset(std::vector<std::size_t>{1, 1}), Catch::Contains("position 1 is given twice"));
-  CHECK_THROWS_WITH(index.subset(std::vector<std::size_t>{7}), Catch::Contains("out of range"));
+  CHECK_THROWS_WITH(index.subset(std::vector<std::size_t>{1, 1}),
+                    test::contains("position 1 is given twice"));
+  CHECK_THROWS_WITH(index.subset(std::vector<std::size_t>{7}), test::contains("out of range"));
   auto by_ids = index.subset_of_ids(std::vector<bp::Id>{int64_t{13}, int64_t{10}});
   CHECK(by_ids.source(0) == 3);
   CHECK(by_ids.source(1) == 0);
@@ -90,8 +91,8 @@ TEST_CASE("split shares items out without loss or overlap", "[index]") {
     CHECK(ordered.validation.empty());
   }
   SECTION("shares must add up to 1") {
-    CHECK_THROWS_WITH(index.split({.train = 0.5, .test = 0.2}), Catch::Contains("add up to 1"));
-    CHECK_THROWS_WITH(index.split(1.5), Catch::Contains("add up to 1"));
+    CHECK_THROWS_WITH(index.split({.train = 0.5, .test = 0.2}), test::contains("add up to 1"));
+    CHECK_THROWS_WITH(index.split(1.5), test::contains("add up to 1"));
   }
 }
 
@@ -115,12 +116,12 @@ TEST_CASE("a files index maps file names to paths", "[index][files]") {
 
   auto subset = flat.subset(std::vector<std::size_t>{1});
   CHECK(subset.path(0) == folder.path / "b.png");
-  CHECK_THROWS_WITH(bp::Index(3).path(0), Catch::Contains("holds no files"));
+  CHECK_THROWS_WITH(bp::Index(3).path(0), test::contains("holds no files"));
 
   folder.touch("sub/a.png");
   CHECK_THROWS_WITH(bp::Index::from_folder(folder.path, {".png"}, true),
-                    Catch::Contains("two files have the id 'a.png'"));
-  CHECK_THROWS_WITH(bp::Index::from_folder(folder.path / "missing"), Catch::Contains("is not a folder"));
+                    test::contains("two files have the id 'a.png'"));
+  CHECK_THROWS_WITH(bp::Index::from_folder(folder.path / "missing"), test::contains("is not a folder"));
 }
 
 TEST_CASE("a dataset's batches carry the rows of their items", "[dataset]") {
@@ -138,13 +139,13 @@ TEST_CASE("a dataset's batches carry the rows of their items", "[dataset]") {
   }
   SECTION("batch data are copies: changing them leaves the dataset alone") {
     batch["values"].mul_(0);
-    CHECK(dataset.data().at("values").sum().item<float>() == Approx(190));
+    CHECK(dataset.data().at("values").sum().item<float>() == test::Approx(190));
   }
   SECTION("data must follow the index") {
     CHECK_THROWS_WITH(bp::Dataset<PlainBatch>(9, {{"values", values}}),
-                      Catch::Contains("component 'values' has 10 rows, the index 9 items"));
+                      test::contains("component 'values' has 10 rows, the index 9 items"));
     CHECK_THROWS_WITH(bp::Dataset<PlainBatch>(1, {{"scalar", torch::tensor(1.0)}}),
-                      Catch::Contains("one row per item"));
+                      test::contains("one row per item"));
   }
 }
 
@@ -158,9 +159,12 @@ TEST_CASE("every item comes exactly once per epoch", "[iteration]") {
           bp::Dataset<PlainBatch> dataset(n);
           std::map<std::size_t, std::vector<int64_t>> seen;  // epoch -> ids
           std::size_t expected_number = 0;
-          for (auto& batch : dataset.gen_batch({.batch_size = batch_size, .n_epochs = epochs,
-                                                .shuffle = 11, .drop_last = drop_last,
-                                                .prefetch = prefetch, .threads = 2})) {
+          for (auto& batch : dataset.gen_batch({.batch_size = batch_size,
+                             .n_epochs = epochs,
+                             .shuffle = 11,
+                             .drop_last = drop_last,
+                             .prefetch = prefetch,
+                             .threads = 2})) {
             CHECK(batch.number() == expected_number++);
             if (drop_last) CHECK(batch.size() == batch_size);
             for (const auto& id : batch.index().ids()) seen[batch.epoch()].push_back(id.integer());
@@ -232,5 +236,5 @@ TEST_CASE("next_batch continues one iteration; endless runs until stopped", "[it
     ++none;
   }
   CHECK(none == 0);  // no full batch exists: the endless loop ends at once
-  CHECK_THROWS_WITH(tiny.gen_batch({.batch_size = 0}), Catch::Contains("batch_size must be at least 1"));
+  CHECK_THROWS_WITH(tiny.gen_batch({.batch_size = 0}), test::contains("batch_size must be at least 1"));
 }

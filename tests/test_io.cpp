@@ -24,14 +24,17 @@ void write_bytes(const fs::path& file, const std::string& bytes) {
   std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
 }
 
-void truncate_to(const fs::path& file, std::size_t size) { write_bytes(file, bytes_of(file).substr(0, size)); }
+void truncate_to(const fs::path& file, std::size_t size) {
+  write_bytes(file, bytes_of(file).substr(0, size));
+}
 
 }  // namespace
 
 TEST_CASE("IDX files round-trip, plain and gzip", "[io][idx]") {
   Scratch scratch;
-  const std::vector<at::Tensor> samples{torch::randint(0, 255, {5, 7, 3}).to(torch::kByte), torch::randn({4, 6}),
-                                        torch::randn({3}).to(torch::kDouble), torch::randint(-5000, 5000, {8}).to(torch::kShort),
+  const std::vector<at::Tensor> samples{torch::randint(0, 255, {5, 7, 3}).to(torch::kByte),
+                                        torch::randn({4, 6}), torch::randn({3}).to(torch::kDouble),
+                                        torch::randint(-5000, 5000, {8}).to(torch::kShort),
                                         torch::randint(-70000, 70000, {2, 2}).to(torch::kInt)};
   for (const auto& tensor : samples) {
     for (std::string name : {"data.idx", "data.idx.gz"}) {
@@ -51,22 +54,25 @@ TEST_CASE("bad IDX files fail with the file and the reason", "[io][idx]") {
   bp::io::write_idx(file, torch::zeros({10, 4, 4}, torch::kByte));
   const std::string good = bytes_of(file);
 
-  CHECK_THROWS_WITH(bp::io::read_idx(scratch / "missing.idx"), Catch::Contains("missing.idx: no such file"));
+  CHECK_THROWS_WITH(bp::io::read_idx(scratch / "missing.idx"), test::contains("missing.idx: no such file"));
   truncate_to(file, good.size() - 5);
-  CHECK_THROWS_WITH(bp::io::read_idx(file), Catch::Contains("images.idx: truncated: shape [10, 4, 4] needs 160 bytes of data, the file has 155"));
+  CHECK_THROWS_WITH(
+      bp::io::read_idx(file),
+      test::contains("images.idx: truncated: shape [10, 4, 4] needs 160 bytes of data, the file has 155"));
   truncate_to(file, 6);
-  CHECK_THROWS_WITH(bp::io::read_idx(file), Catch::Contains("truncated: the header announces 3 dimensions"));
+  CHECK_THROWS_WITH(bp::io::read_idx(file), test::contains("truncated: the header announces 3 dimensions"));
   write_bytes(file, "PK\x03\x04rest of a zip file");
-  CHECK_THROWS_WITH(bp::io::read_idx(file), Catch::Contains("bad magic number"));
+  CHECK_THROWS_WITH(bp::io::read_idx(file), test::contains("bad magic number"));
   write_bytes(file, std::string("\0\0\x42\x01\0\0\0\x01x", 9));
-  CHECK_THROWS_WITH(bp::io::read_idx(file), Catch::Contains("unknown IDX type code"));
+  CHECK_THROWS_WITH(bp::io::read_idx(file), test::contains("unknown IDX type code"));
   write_bytes(file, good + "extra");
-  CHECK_THROWS_WITH(bp::io::read_idx(file), Catch::Contains("longer than its header says"));
+  CHECK_THROWS_WITH(bp::io::read_idx(file), test::contains("longer than its header says"));
   // A gzip file cut short: zlib reports the data it could decompress, the reader the shortfall.
   bp::io::write_idx(scratch / "images.idx.gz", torch::randint(0, 255, {100, 28, 28}).to(torch::kByte));
   truncate_to(scratch / "images.idx.gz", bytes_of(scratch / "images.idx.gz").size() / 2);
-  CHECK_THROWS_WITH(bp::io::read_idx(scratch / "images.idx.gz"), Catch::Contains("images.idx.gz: truncated"));
-  CHECK_THROWS_WITH(bp::io::write_idx(scratch / "x.idx", torch::zeros({2}, torch::kLong)), Catch::Contains("IDX cannot hold dtype Long"));
+  CHECK_THROWS_WITH(bp::io::read_idx(scratch / "images.idx.gz"), test::contains("images.idx.gz: truncated"));
+  CHECK_THROWS_WITH(bp::io::write_idx(scratch / "x.idx", torch::zeros({2}, torch::kLong)),
+                    test::contains("IDX cannot hold dtype Long"));
 }
 
 TEST_CASE("the Fashion-MNIST files read with their real shapes", "[io][idx]") {
@@ -74,17 +80,19 @@ TEST_CASE("the Fashion-MNIST files read with their real shapes", "[io][idx]") {
   const auto labels = bp::io::read_idx(folder / "t10k-labels-idx1-ubyte.gz");
   CHECK(labels.sizes() == std::vector<int64_t>{10000});
   CHECK(labels.max().item<int>() == 9);
-  CHECK(bp::io::read_idx(folder / "t10k-images-idx3-ubyte.gz").sizes() == std::vector<int64_t>{10000, 28, 28});
+  CHECK(bp::io::read_idx(folder / "t10k-images-idx3-ubyte.gz").sizes() ==
+        std::vector<int64_t>{10000, 28, 28});
 }
 
 TEST_CASE(".npy files round-trip in every supported dtype", "[io][npy]") {
   Scratch scratch;
-  for (auto dtype : {torch::kBool, torch::kByte, torch::kChar, torch::kShort, torch::kInt, torch::kLong, torch::kHalf,
-                     torch::kFloat, torch::kDouble}) {
+  for (auto dtype : {torch::kBool, torch::kByte, torch::kChar, torch::kShort, torch::kInt, torch::kLong,
+                     torch::kHalf, torch::kFloat, torch::kDouble}) {
     CAPTURE(dtype);
     const auto tensor = (torch::randn({3, 4, 5}) * 10).to(dtype);
     bp::io::write_npy(scratch / "a.npy", tensor);
-    CHECK(bytes_of(scratch / "a.npy").size() % 64 == static_cast<std::size_t>(3 * 4 * 5 * tensor.element_size()) % 64);  // data 64-aligned
+    CHECK(bytes_of(scratch / "a.npy").size() % 64 ==
+          static_cast<std::size_t>(3 * 4 * 5 * tensor.element_size()) % 64);  // data 64-aligned
     const auto back = bp::io::read_npy(scratch / "a.npy");
     CHECK(back.scalar_type() == dtype);
     CHECK(torch::equal(back, tensor));
@@ -105,7 +113,8 @@ TEST_CASE(".npy files from NumPy: Fortran order and version 2 headers", "[io][np
   const auto size = static_cast<uint32_t>(header.size());
   file.append(reinterpret_cast<const char*>(&size), 4);
   file += header;
-  for (int32_t value : {0, 3, 1, 4, 2, 5}) file.append(reinterpret_cast<const char*>(&value), 4);  // column by column
+  for (int32_t value : {0, 3, 1, 4, 2, 5})
+    file.append(reinterpret_cast<const char*>(&value), 4);  // column by column
   write_bytes(scratch / "f.npy", file);
   CHECK(torch::equal(bp::io::read_npy(scratch / "f.npy"), torch::arange(6, torch::kInt).reshape({2, 3})));
 }
@@ -116,19 +125,25 @@ TEST_CASE("bad .npy files fail with the file and the reason", "[io][npy]") {
   bp::io::write_npy(file, torch::ones({4, 4}));
   const auto good = bytes_of(file);
   truncate_to(file, good.size() - 4);
-  CHECK_THROWS_WITH(bp::io::read_npy(file), Catch::Contains("x.npy: truncated: shape [4, 4] of <f4 needs 64 bytes of data, the file has 60"));
+  CHECK_THROWS_WITH(
+      bp::io::read_npy(file),
+      test::contains("x.npy: truncated: shape [4, 4] of <f4 needs 64 bytes of data, the file has 60"));
   write_bytes(file, good.substr(0, 20));
-  CHECK_THROWS_WITH(bp::io::read_npy(file), Catch::Contains("truncated header"));
+  CHECK_THROWS_WITH(bp::io::read_npy(file), test::contains("truncated header"));
   write_bytes(file, "\x89PNG\r\n\x1a\n and so on");
-  CHECK_THROWS_WITH(bp::io::read_npy(file), Catch::Contains("bad magic number: not a .npy file"));
+  CHECK_THROWS_WITH(bp::io::read_npy(file), test::contains("bad magic number: not a .npy file"));
   auto complex = good;
   complex.replace(complex.find("<f4"), 3, "<c8");
   write_bytes(file, complex);
-  CHECK_THROWS_WITH(bp::io::read_npy(file), Catch::Contains("unsupported dtype <c8"));
+  CHECK_THROWS_WITH(bp::io::read_npy(file), test::contains("unsupported dtype <c8"));
   write_bytes(file, good + "x");
-  CHECK_THROWS_WITH(bp::io::read_npy(file), Catch::Contains("longer than its header says"));
-  CHECK_THROWS_WITH(bp::io::read_npy(scratch / "nope.npy"), Catch::Contains("nope.npy: no such file"));
+  CHECK_THROWS_WITH(bp::io::read_npy(file), test::contains("longer than its header says"));
+  CHECK_THROWS_WITH(bp::io::read_npy(scratch / "nope.npy"), test::contains("nope.npy: no such file"));
 }
+
+namespace {
+struct CsvBatch : bp::Batch<CsvBatch> {};
+}  // namespace
 
 TEST_CASE("CSV columns read by name, with the line of a bad row", "[io][csv]") {
   Scratch scratch;
@@ -136,19 +151,27 @@ TEST_CASE("CSV columns read by name, with the line of a bad row", "[io][csv]") {
   write_bytes(file, "id,\"width, cm\",label\n1,2.5,0\n\n2,-1e3,1\r\n3,+4,1\n");
   auto table = bp::io::read_csv(file, {"width, cm", "label"});
   CHECK(torch::allclose(table["width, cm"], torch::tensor({2.5f, -1000.f, 4.f})));
-  CHECK(torch::equal(bp::io::read_csv(file, {"label"}, {.dtype = torch::kLong})["label"], torch::tensor({0, 1, 1}, torch::kLong)));
+  CHECK(torch::equal(bp::io::read_csv(file, {"label"}, {.dtype = torch::kLong})["label"],
+                     torch::tensor({0, 1, 1}, torch::kLong)));
+  // A table makes a dataset as it is: one row per item.
+  const bp::Dataset<CsvBatch> dataset(3, table);
+  CHECK(dataset.data().at("label").size(0) == 3);
 
-  bp::io::write_csv(scratch / "out.csv", {{"a", torch::tensor({1.5, 2.25})}, {"b", torch::tensor({3.0, 4.0})}});
+  bp::io::write_csv(scratch / "out.csv",
+                    {{"a", torch::tensor({1.5, 2.25})}, {"b", torch::tensor({3.0, 4.0})}});
   auto back = bp::io::read_csv(scratch / "out.csv", {"a", "b"}, {.dtype = torch::kDouble});
   CHECK(torch::equal(back["a"], torch::tensor({1.5, 2.25}, torch::kDouble)));
 
-  CHECK_THROWS_WITH(bp::io::read_csv(file, {"height"}), Catch::Contains("table.csv: no column 'height' (columns: id, width, cm, label)"));
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"height"}),
+                    test::contains("table.csv: no column 'height' (columns: id, width, cm, label)"));
   write_bytes(file, "a,b\n1,2\n3\n");
-  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}), Catch::Contains("table.csv: line 3: 1 fields, the header has 2"));
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}),
+                    test::contains("table.csv: line 3: 1 fields, the header has 2"));
   write_bytes(file, "a,b\n1,2\n3,x4\n");
-  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a", "b"}), Catch::Contains("line 3, column 'b': 'x4' is not a number"));
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a", "b"}),
+                    test::contains("line 3, column 'b': 'x4' is not a number"));
   write_bytes(file, "");
-  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}), Catch::Contains("empty file"));
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}), test::contains("empty file"));
 }
 
 TEST_CASE("images round-trip through PNG and decode in parallel", "[io][image]") {
@@ -166,9 +189,11 @@ TEST_CASE("images round-trip through PNG and decode in parallel", "[io][image]")
 
   bp::io::write_image(scratch / "odd.png", torch::zeros({3, 5, 5}, torch::kByte));
   files.push_back(scratch / "odd.png");
-  CHECK_THROWS_WITH(bp::io::read_images(files), Catch::Contains("odd.png: image of shape [3, 5, 5] among images of shape [3, 9, 7]"));
+  CHECK_THROWS_WITH(bp::io::read_images(files),
+                    test::contains("odd.png: image of shape [3, 5, 5] among images of shape [3, 9, 7]"));
   write_bytes(scratch / "broken.png", bytes_of(files[1]).substr(0, 40));
-  CHECK_THROWS_WITH(bp::io::read_image(scratch / "broken.png"), Catch::Contains("broken.png: cannot decode image"));
+  CHECK_THROWS_WITH(bp::io::read_image(scratch / "broken.png"),
+                    test::contains("broken.png: cannot decode image"));
   bp::io::write_image(scratch / "photo.jpg", images[2]);
   CHECK(bp::io::read_image(scratch / "photo.jpg").sizes() == images[2].sizes());  // lossy: shape only
 }
@@ -177,16 +202,21 @@ TEST_CASE("a pipeline starts from files and dumps items to files", "[io][images]
   Scratch scratch;
   const auto data = torch::randint(0, 255, {6, 1, 4, 4}).to(torch::kByte);
   bp::Dataset<bp::ImagesBatch> source(6, {{"images", data}});
-  source.pipeline().dump(scratch.folder / "npy").dump(scratch.folder / "png", "png").run({.batch_size = 4, .prefetch = 1});
+  source.pipeline()
+      .dump(scratch.folder / "npy")
+      .dump(scratch.folder / "png", "png")
+      .run({.batch_size = 4, .prefetch = 1});
 
   for (auto [format, pattern] : {std::pair{"npy", "npy/*.npy"}, std::pair{"image", "png/*.png"}}) {
     CAPTURE(format);
-    bp::Dataset<bp::ImagesBatch> files(bp::Index::from_glob((scratch.folder / pattern).string(), /*strip_extension*/ true));
+    bp::Dataset<bp::ImagesBatch> files(
+        bp::Index::from_glob((scratch.folder / pattern).string(), /*strip_extension*/ true));
     REQUIRE(files.size() == 6);
     auto batch = files.pipeline().load(format).next_batch({.batch_size = 6});
     for (std::size_t i = 0; i < batch->size(); ++i) {
       CHECK(torch::equal(batch->item(i)["images"], data[std::stoi(batch->item(i).id().string())]));
     }
   }
-  CHECK_THROWS_WITH(source.pipeline().load("npy").run({}), Catch::Contains("action 'load'") && Catch::Contains("holds no files"));
+  CHECK_THROWS_WITH(source.pipeline().load("npy").run({}),
+                    test::contains("action 'load'") && test::contains("holds no files"));
 }

@@ -77,8 +77,10 @@ TEST_CASE("the model directory lists, reads typed and resets", "[models]") {
   models.set("plain", std::string("loaded"));
   CHECK(*models.get<std::string>("plain") == "loaded");
 
-  CHECK_THROWS_WITH(models.get<int>("counted"), Catch::Contains("model 'counted' of") && Catch::Contains("is a (anonymous namespace)::Counted, not a int"));
-  CHECK_THROWS_WITH(models.get<int>("cnn"), Catch::Contains("has no model 'cnn' (models: counted, plain)"));
+  CHECK_THROWS_WITH(models.get<int>("counted"),
+                    test::contains("model 'counted' of") &&
+                        test::contains("is a (anonymous namespace)::Counted, not a int"));
+  CHECK_THROWS_WITH(models.get<int>("cnn"), test::contains("has no model 'cnn' (models: counted, plain)"));
 }
 
 TEST_CASE("a model whose definition throws is not kept and is tried again", "[models]") {
@@ -96,6 +98,7 @@ TEST_CASE("a model whose definition throws is not kept and is tried again", "[mo
     CHECK(test::full_message(e).find("no GPU today") != std::string::npos);
   }
   CHECK_FALSE(models.is_built("counted"));
-  test::finishes_within(std::chrono::seconds(30), [&] { dataset.pipeline().use_a().run({.batch_size = 2, .prefetch = 1}); });
+  test::finishes_within(std::chrono::seconds(30),
+                        [&] { dataset.pipeline().use_a().run({.batch_size = 2, .prefetch = 1}); });
   CHECK(models.get<Counted>("counted")->uses == 2);
 }

@@ -1,5 +1,6 @@
 // docs/batch-and-actions.md: a batch class, its components and actions, and calls by name.
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <iostream>
@@ -48,9 +49,10 @@ int main() {
   std::cout << "after first_half: " << half->get("images").size(0) << " rows\n";
 
   try {
-    dataset.pipeline().append("normalize", {std::string("mean")});
+    (void)dataset.pipeline().append("normalize", {std::string("mean")});  // throws: a string is no float
   } catch (const bp::Error& e) {
     std::cout << "error: " << e.what() << '\n';
   }
-  return batch->get<std::vector<std::string>>("tags")[1] == "item-1" && half->get("images").size(0) == 2 ? 0 : 1;
+  return batch->get<std::vector<std::string>>("tags")[1] == "item-1" && half->get("images").size(0) == 2 ? 0
+                                                                                                         : 1;
 }

@@ -1,6 +1,7 @@
 // docs/data-files.md: reading and writing IDX, .npy, CSV and image files, and a pipeline that
 // starts from files.
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -35,11 +36,13 @@ int main() {
   }
 
   // A pipeline that starts from files: dump images as PNG, then load them through a files index.
-  bp::Dataset<bp::ImagesBatch> generated(4, {{"images", torch::randint(0, 255, {4, 3, 8, 8}).to(torch::kByte)}});
+  bp::Dataset<bp::ImagesBatch> generated(4,
+                                         {{"images", torch::randint(0, 255, {4, 3, 8, 8}).to(torch::kByte)}});
   generated.pipeline().dump(folder / "png", "png").run({.batch_size = 2});
   bp::Dataset<bp::ImagesBatch> files(bp::Index::from_glob((folder / "png" / "*.png").string()));
   auto batch = files.pipeline().load("image").normalize(0.5f, 0.25f, 1 / 255.f).next_batch({.batch_size = 4});
-  std::cout << "loaded " << batch->get("images").sizes() << " from " << files.index().path(0).filename() << " ...\n";
+  std::cout << "loaded " << batch->get("images").sizes() << " from " << files.index().path(0).filename()
+            << " ...\n";
 
   fs::remove_all(folder);
   return batch->get("images").size(0) == 4 && labels.size(0) == 10000 ? 0 : 1;

@@ -1,5 +1,6 @@
 // docs/index-and-dataset.md: indexes, files indexes, datasets, splits and batches.
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -15,8 +16,8 @@ int main() {
 
   // Split 70 / 20 / 10, shuffled with seed 42. The parts share the data.
   auto [train, test, validation] = dataset.split({.train = 0.7, .test = 0.2, .validation = 0.1}, 42);
-  std::cout << "train " << train.size() << ", test " << test.size() << ", validation "
-            << validation.size() << '\n';
+  std::cout << "train " << train.size() << ", test " << test.size() << ", validation " << validation.size()
+            << '\n';
 
   // Two epochs of batches of 3, shuffled; the last batch of each epoch has the remaining item.
   for (auto& batch : train.gen_batch({.batch_size = 3, .n_epochs = 2, .shuffle = 1})) {

@@ -1,5 +1,6 @@
 // docs/models.md: a model definition, actions sharing it, and the model directory.
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <iostream>

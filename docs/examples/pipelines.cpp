@@ -1,5 +1,6 @@
 // docs/pipelines-and-prefetch.md: lazy pipelines, concatenation, prefetch, errors, seeds.
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <iostream>

@@ -2,19 +2,23 @@
 // actions (normalize, flip, crop), a model defined in the batch class, pipeline variables for
 // the loss and the accuracy, checkpoints, prefetch. `fashion_mnist --help` lists the flags.
 //
-// The last line on stdout is `test_accuracy: 0.NNNN`, on the 10,000 test images.
+// The last line on stdout is `test_accuracy: 0.NNNN`, on the 10,000 test images. Exit codes:
+// examples/common/example.hpp.
+
+#include "../common/example.hpp"
 
 #include <batchpipe/batchpipe.hpp>
-#include <torch/torch.h>
 
 #include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
-#include <unistd.h>
 
 namespace {
 
@@ -66,7 +70,8 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
   // A singleton: one step at a time, batches in order, whatever the prefetch.
   ACTION(train, .model = "classifier", .singleton = true)(Model& model) {
     const double loss = bp::train_step(model.module, model.optimizer, get("images"), get("labels"));
-    variable<double>("loss").update([&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
+    variable<double>("loss").update(
+        [&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
   }
 
   ACTION(evaluate, .model = "classifier")(Model& model) {
@@ -77,21 +82,23 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
 bp::Dataset<FashionBatch> load_split(const std::filesystem::path& folder, const std::string& prefix) {
   auto images = bp::io::read_idx(folder / (prefix + "-images-idx3-ubyte.gz"));
   auto labels = bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).to(torch::kLong);
-  return bp::Dataset<FashionBatch>(static_cast<std::size_t>(images.size(0)), {{"images", images}, {"labels", labels}});
+  return bp::Dataset<FashionBatch>(static_cast<std::size_t>(images.size(0)),
+                                   {{"images", images}, {"labels", labels}});
 }
 
 // One line on stderr, redrawn in place: epoch, progress, items/s and the running loss.
 class ProgressBar {
  public:
   explicit ProgressBar(bool shown) : shown_(shown && isatty(fileno(stderr))) {}
-  void update(std::size_t epoch, std::size_t epochs, std::size_t done, std::size_t total, double items_per_second, double loss) {
+  void update(std::size_t epoch, std::size_t epochs, std::size_t done, std::size_t total,
+              double items_per_second, double loss) {
     if (!shown_) return;
     constexpr int width = 30;
     const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
     std::fprintf(stderr, "\repoch %zu/%zu [%s%s] %3zu%% %8.0f items/s loss %.4f", epoch + 1, epochs,
                  std::string(static_cast<std::size_t>(filled), '=').c_str(),
-                 std::string(static_cast<std::size_t>(width - filled), ' ').c_str(), 100 * done / std::max<std::size_t>(total, 1),
-                 items_per_second, loss);
+                 std::string(static_cast<std::size_t>(width - filled), ' ').c_str(),
+                 100 * done / std::max<std::size_t>(total, 1), items_per_second, loss);
   }
   void end_line() {
     if (shown_) std::fputc('\n', stderr);
@@ -107,30 +114,59 @@ int main(int argc, char** argv) {
   Settings s;
   CLI::App app{"Train and evaluate a Fashion-MNIST classifier with batchpipe"};
   app.add_option("--data", s.data, "folder of the Fashion-MNIST IDX files")->capture_default_str();
-  app.add_option("--model", s.model, "network: mlp or cnn")->check(CLI::IsMember({"mlp", "cnn"}))->capture_default_str();
-  app.add_option("--epochs", s.epochs, "training epochs (0: evaluate only)")->capture_default_str();
-  app.add_option("--batch-size", s.batch_size, "items per batch")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--prefetch", s.prefetch, "batches prepared ahead")->capture_default_str();
-  app.add_option("--seed", s.seed, "seed of the shuffle, the augmentation and the weights")->capture_default_str();
-  app.add_option("--threads", s.threads, "thread budget (0: all cores)")->capture_default_str();
-  app.add_option("--intra-op-threads", s.intra_op_threads,
-                 "LibTorch threads per operation; fixed so that results do not depend on --prefetch (0: from the budget)")
+  app.add_option("--model", s.model, "network: mlp or cnn")
+      ->check(CLI::IsMember({"mlp", "cnn"}))
       ->capture_default_str();
-  app.add_option("--lr", s.learning_rate, "learning rate of Adam")->capture_default_str();
-  app.add_option("--lr-decay", s.lr_decay, "the learning rate is multiplied by this after each epoch")->capture_default_str();
+  app.add_option("--epochs", s.epochs, "training epochs (0: evaluate only)")
+      ->check(CLI::Range(0, 100000))
+      ->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "items per batch")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  app.add_option("--prefetch", s.prefetch, "batches prepared ahead")
+      ->check(CLI::Range(0, 256))
+      ->capture_default_str();
+  app.add_option("--seed", s.seed, "seed of the shuffle, the augmentation and the weights")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app.add_option("--threads", s.threads, "thread budget (0: all cores)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--intra-op-threads", s.intra_op_threads,
+                 "LibTorch threads per operation; fixed so that results do not depend on --prefetch (0: from "
+                 "the budget)")
+      ->check(CLI::Range(0, 4096))
+      ->capture_default_str();
+  app.add_option("--lr", s.learning_rate, "learning rate of Adam")
+      ->check(CLI::Range(1e-9, 10.0))
+      ->capture_default_str();
+  app.add_option("--lr-decay", s.lr_decay, "the learning rate is multiplied by this after each epoch")
+      ->check(CLI::Range(1e-9, 1.0))
+      ->capture_default_str();
   app.add_option("--device", s.device, "cpu, cuda, cuda:1, ...")->capture_default_str();
-  app.add_option("--augment", s.augment, "training augmentation: none, flip (left-right, p = 0.5) or flip-crop (and random 28x28 crops after padding 2)")
+  app.add_option("--augment", s.augment,
+                 "training augmentation: none, flip (left-right, p = 0.5) or flip-crop (and random 28x28 "
+                 "crops after padding 2)")
       ->check(CLI::IsMember({"none", "flip", "flip-crop"}))
       ->capture_default_str();
-  app.add_option("--save", s.save, "save the model to this checkpoint after training");
-  app.add_option("--load", s.load, "load the model from this checkpoint before training")->check(CLI::ExistingFile);
+  app.add_option("--save", s.save,
+                 "save the model to this checkpoint after training (its folder must exist)");
+  app.add_option("--load", s.load, "load the model from this checkpoint before training")
+      ->check(CLI::ExistingFile);
   app.add_flag("--quiet", s.quiet, "no progress bar");
-  CLI11_PARSE(app, argc, argv);
+  if (const auto exit_code = example::parse_command_line(app, argc, argv)) return *exit_code;
 
-  try {
+  torch::Device device(torch::kCPU);
+  auto check = [&] {
+    example::check_data_folder(s.data, {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"});
+    device = example::parse_device(s.device);
+    example::check_output_file("--save", s.save);
+  };
+  return example::run("fashion_mnist", check, [&] {
     FashionBatch::network = s.model;
     FashionBatch::learning_rate = s.learning_rate;
-    FashionBatch::device = torch::Device(s.device);
+    FashionBatch::device = device;
     FashionBatch::seed = s.seed;
     if (!s.load.empty()) bp::load_checkpoint<FashionBatch>(s.load);
 
@@ -152,11 +188,14 @@ int main(int argc, char** argv) {
     for (std::size_t epoch = 0; epoch < s.epochs; ++epoch) {
       const auto start = std::chrono::steady_clock::now();
       std::size_t done = 0;
-      for (auto& batch : training.gen_batch({.batch_size = s.batch_size, .shuffle = s.seed + epoch,
-                                             .prefetch = s.prefetch, .threads = s.threads,
-                                             .intra_op_threads = s.intra_op_threads})) {
+      for (auto& batch : training.gen_batch({.batch_size = s.batch_size,
+                         .shuffle = s.seed + epoch,
+                         .prefetch = s.prefetch,
+                         .threads = s.threads,
+                         .intra_op_threads = s.intra_op_threads})) {
         done += batch.size();
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        const double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         progress.update(epoch, s.epochs, done, train_size, static_cast<double>(done) / seconds,
                         training.variables().value<double>("loss"));
       }
@@ -172,12 +211,10 @@ int main(int argc, char** argv) {
     if (!s.save.empty()) bp::save_checkpoint<FashionBatch>(s.save);
 
     FashionBatch::models().get<Model>("classifier")->module->eval();
-    evaluation.run({.batch_size = 1000, .prefetch = s.prefetch, .threads = s.threads,
+    evaluation.run({.batch_size = 1000,
+                    .prefetch = s.prefetch,
+                    .threads = s.threads,
                     .intra_op_threads = s.intra_op_threads});
     std::printf("test_accuracy: %.4f\n", evaluation.variables().value<bp::Accuracy>("accuracy").value());
-  } catch (const std::exception& e) {
-    std::cerr << "fashion_mnist: " << e.what() << '\n';
-    return 1;
-  }
-  return 0;
+  });
 }

@@ -4,7 +4,10 @@
 //
 //   quickstart [--epochs N] [--prefetch N] [--device cpu|cuda]
 
+#include "../common/example.hpp"
+
 #include <batchpipe/batchpipe.hpp>
+
 #include <torch/torch.h>
 
 #include <atomic>
@@ -81,46 +84,60 @@ bp::Dataset<ToyBatch> make_dataset(int64_t n_items) {
   auto centers = torch::randn({n_classes, n_features}) * 0.5;
   auto labels = torch::randint(n_classes, {n_items});
   auto features = centers.index_select(0, labels) + torch::randn({n_items, n_features}) + 3.0;
-  return bp::Dataset<ToyBatch>(static_cast<std::size_t>(n_items), {{"features", features}, {"labels", labels}});
+  return bp::Dataset<ToyBatch>(static_cast<std::size_t>(n_items),
+                               {{"features", features}, {"labels", labels}});
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::size_t epochs = 3, prefetch = 2;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--epochs") epochs = std::stoul(value);
-    else if (flag == "--prefetch") prefetch = std::stoul(value);
-    else if (flag == "--device") ToyBatch::device = torch::Device(value);
-    else {
-      std::cerr << "usage: quickstart [--epochs N] [--prefetch N] [--device cpu|cuda]\n";
-      return 2;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--help") {
+      std::cout << "usage: quickstart [--epochs N] [--prefetch N] [--device cpu|cuda|cuda:N]\n";
+      return example::exit_success;
     }
   }
+  auto check = [&] {
+    for (int i = 1; i < argc; i += 2) {
+      const std::string flag = argv[i];
+      if (i + 1 == argc) throw example::UsageError(flag + " needs a value");
+      const std::string value = argv[i + 1];
+      if (flag == "--epochs") {
+        epochs = example::parse_count(flag, value, 0, 100000);
+      } else if (flag == "--prefetch") {
+        prefetch = example::parse_count(flag, value, 0, 256);
+      } else if (flag == "--device") {
+        ToyBatch::device = example::parse_device(value);
+      } else {
+        throw example::UsageError("unknown flag " + flag + " (--epochs, --prefetch, --device, --help)");
+      }
+    }
+  };
+  return example::run("quickstart", check, [&] {
+    auto [train, test, validation] = make_dataset(20000).split(0.8, /*shuffle seed*/ 1);
+    Log log;
 
-  auto [train, test, validation] = make_dataset(20000).split(0.8, /*shuffle seed*/ 1);
-  Log log;
+    // Lazy: these lines run nothing.
+    auto preprocess = train.pipeline().normalize(3.0f, 2.0f);
+    auto training = (preprocess + train.pipeline().add_noise(0.1f).to_device()).train_model(log);
+    auto evaluation = test.pipeline().normalize(3.0f, 2.0f).to_device().evaluate_model(log);
 
-  // Lazy: these lines run nothing.
-  auto preprocess = train.pipeline().normalize(3.0f, 2.0f);
-  auto training = (preprocess + train.pipeline().add_noise(0.1f).to_device()).train_model(log);
-  auto evaluation = test.pipeline().normalize(3.0f, 2.0f).to_device().evaluate_model(log);
+    for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
+      log.losses.clear();
+      auto stats = training.run({.batch_size = 128, .shuffle = 42 + epoch, .prefetch = prefetch});
+      double mean_loss = 0;
+      for (double loss : log.losses) mean_loss += loss / static_cast<double>(log.losses.size());
+      std::cout << "epoch " << epoch << ": " << stats.batches << " batches, loss " << std::fixed
+                << std::setprecision(4) << mean_loss << ", " << std::setprecision(0)
+                << static_cast<double>(stats.items) / stats.seconds << " items/s\n";
+    }
 
-  for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
-    log.losses.clear();
-    auto stats = training.run({.batch_size = 128, .shuffle = 42 + epoch, .prefetch = prefetch});
-    double mean_loss = 0;
-    for (double loss : log.losses) mean_loss += loss / static_cast<double>(log.losses.size());
-    std::cout << "epoch " << epoch << ": " << stats.batches << " batches, loss " << std::fixed
-              << std::setprecision(4) << mean_loss << ", " << std::setprecision(0)
-              << static_cast<double>(stats.items) / stats.seconds << " items/s\n";
-  }
-
-  evaluation.run({.batch_size = 512, .prefetch = prefetch});
-  std::cout << "models: ";
-  for (const auto& model : ToyBatch::models().list()) std::cout << model.name << (model.built ? " (built)" : "") << ' ';
-  std::cout << "\ntest_accuracy: " << std::setprecision(4)
-            << static_cast<double>(log.correct) / static_cast<double>(log.seen) << '\n';
-  return 0;
+    evaluation.run({.batch_size = 512, .prefetch = prefetch});
+    std::cout << "models: ";
+    for (const auto& model : ToyBatch::models().list())
+      std::cout << model.name << (model.built ? " (built)" : "") << ' ';
+    std::cout << "\ntest_accuracy: " << std::setprecision(4)
+              << static_cast<double>(log.correct) / static_cast<double>(log.seen) << '\n';
+  });
 }

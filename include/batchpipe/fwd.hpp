@@ -12,12 +12,18 @@ struct RunStats;
 struct ActionOptions;
 struct ActionInfo;
 class ActionError;
-template <class Derived> class Batch;
-template <class B> class Dataset;
-template <class B> class Pipeline;
-template <class B> class BatchStream;
-template <class B> class ModelDirectory;
-template <class B> class ActionRegistry;
+template <class Derived>
+class Batch;
+template <class B>
+class Dataset;
+template <class B>
+class Pipeline;
+template <class B>
+class BatchStream;
+template <class B>
+class ModelDirectory;
+template <class B>
+class ActionRegistry;
 
 namespace detail {
 struct access;

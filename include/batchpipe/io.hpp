@@ -2,10 +2,13 @@
 /// @file io.hpp
 /// @brief Readers and writers of data files: IDX, NumPy .npy, CSV, and (with stb) images.
 
-#include "io/csv.hpp"
-#include "io/file_error.hpp"
-#include "io/idx.hpp"
-#include "io/npy.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/io/csv.hpp>
+#include <batchpipe/io/idx.hpp>
+#include <batchpipe/io/npy.hpp>
 #if __has_include(<stb/stb_image.h>)
-#include "io/image.hpp"
+#include <batchpipe/io/image.hpp>
 #endif
+
+/// @namespace batchpipe::io
+/// @brief Readers and writers of data files: IDX, NumPy .npy, CSV, and (with stb) images.

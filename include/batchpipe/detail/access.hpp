@@ -3,7 +3,7 @@
 // friend, so the library reaches the chains and model definitions even when a user declares
 // them in a private section.
 
-#include "chain.hpp"
+#include <batchpipe/detail/chain.hpp>
 
 #include <cstdint>
 #include <string_view>
@@ -39,15 +39,25 @@ struct access {
 
   /// The batch's private state, set by the library when it makes a batch.
   template <class B>
-  static auto& index(B& batch) { return batch.index_; }
+  static auto& index(B& batch) {
+    return batch.index_;
+  }
   template <class B>
-  static auto& number(B& batch) { return batch.number_; }
+  static auto& number(B& batch) {
+    return batch.number_;
+  }
   template <class B>
-  static auto& epoch(B& batch) { return batch.epoch_; }
+  static auto& epoch(B& batch) {
+    return batch.epoch_;
+  }
   template <class B>
-  static auto& random(B& batch) { return batch.random_; }
+  static auto& random(B& batch) {
+    return batch.random_;
+  }
   template <class B>
-  static auto& variables(B& batch) { return batch.variables_; }
+  static auto& variables(B& batch) {
+    return batch.variables_;
+  }
 };
 
 }  // namespace batchpipe::detail

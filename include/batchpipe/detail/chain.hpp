@@ -70,8 +70,7 @@ struct link_at {
   using type = typename link_at<typename Link::prev, Depth>::type;
 };
 template <class Link, int Depth>
-  requires(Link::depth == Depth)
-struct link_at<Link, Depth> {
+requires(Link::depth == Depth) struct link_at<Link, Depth> {
   using type = Link;
 };
 

@@ -12,16 +12,16 @@ namespace batchpipe::detail {
 template <class F>
 struct member_function_traits;
 
-#define BATCHPIPE_DETAIL_MEMBER_TRAITS(qualifiers)                    \
-  template <class R, class C, class... A>                             \
-  struct member_function_traits<R (C::*)(A...) qualifiers> {          \
-    using result = R;                                                 \
-    using parameters = std::tuple<A...>;                              \
+#define BATCHPIPE_DETAIL_MEMBER_TRAITS(qualifiers)           \
+  template <class R, class C, class... A>                    \
+  struct member_function_traits<R (C::*)(A...) qualifiers> { \
+    using result = R;                                        \
+    using parameters = std::tuple<A...>;                     \
   };
 BATCHPIPE_DETAIL_MEMBER_TRAITS()
 BATCHPIPE_DETAIL_MEMBER_TRAITS(&)
 BATCHPIPE_DETAIL_MEMBER_TRAITS(noexcept)
-BATCHPIPE_DETAIL_MEMBER_TRAITS(& noexcept)
+BATCHPIPE_DETAIL_MEMBER_TRAITS(&noexcept)
 #undef BATCHPIPE_DETAIL_MEMBER_TRAITS
 
 /// The tuple without its first element type.

@@ -22,7 +22,9 @@ inline std::string type_name_shortened(std::string name) {
   return name;
 }
 
-inline std::string type_name(const std::type_info& type) { return type_name_shortened(c10::demangle(type.name())); }
+inline std::string type_name(const std::type_info& type) {
+  return type_name_shortened(c10::demangle(type.name()));
+}
 
 inline std::string type_name(const std::type_index& type) {
   std::string name = c10::demangle(type.name());

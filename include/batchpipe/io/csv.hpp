@@ -2,7 +2,8 @@
 /// @file io/csv.hpp
 /// @brief CSV files with a header row, read into numeric tensors by column name.
 
-#include "file_error.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -56,9 +58,13 @@ inline bool parse_number(std::string_view text, double& value) {
 
 }  // namespace detail
 
+/// @brief Named columns: what read_csv returns and write_csv takes. It is the type of a
+/// Dataset's data, so a table read from a file can make a dataset as it is.
+using Table = std::map<std::string, at::Tensor, std::less<>>;
+
 /// @brief Options of read_csv.
 struct CsvOptions {
-  char delimiter = ',';
+  char delimiter = ',';               ///< the character between fields
   at::ScalarType dtype = at::kFloat;  ///< the type of every column's tensor
 };
 
@@ -72,10 +78,10 @@ struct CsvOptions {
 /// @code
 /// auto table = bp::io::read_csv("iris.csv", {"sepal_length", "sepal_width", "label"});
 /// at::Tensor x = at::stack({table["sepal_length"], table["sepal_width"]}, 1);
+/// bp::Dataset<MyBatch> dataset(static_cast<std::size_t>(x.size(0)), table);
 /// @endcode
-inline std::map<std::string, at::Tensor> read_csv(const std::filesystem::path& path,
-                                                  const std::vector<std::string>& columns,
-                                                  const CsvOptions& options = {}) {
+inline Table read_csv(const std::filesystem::path& path, const std::vector<std::string>& columns,
+                      const CsvOptions& options = {}) {
   std::ifstream in(path);
   if (!in) throw FileError(path, std::filesystem::exists(path) ? "cannot open" : "no such file");
   std::string line;
@@ -86,9 +92,9 @@ inline std::map<std::string, at::Tensor> read_csv(const std::filesystem::path& p
   for (const auto& name : columns) {
     auto found = std::find(header.begin(), header.end(), name);
     if (found == header.end()) {
-      std::string known;
-      for (const auto& h : header) known += (known.empty() ? "" : ", ") + h;
-      throw FileError(path, "no column '" + name + "' (columns: " + known + ")");
+      throw FileError(
+          path, "no column '" + name + "' (columns: " +
+                    batchpipe::detail::join_names(header, [](const std::string& h) { return h; }) + ")");
     }
     picked.push_back(static_cast<std::size_t>(found - header.begin()));
   }
@@ -104,14 +110,14 @@ inline std::map<std::string, at::Tensor> read_csv(const std::filesystem::path& p
     for (std::size_t c = 0; c < picked.size(); ++c) {
       double value = 0;
       if (!detail::parse_number(fields[picked[c]], value)) {
-        throw FileError(path, "line " + std::to_string(line_number) + ", column '" + columns[c] +
-                                  "': '" + fields[picked[c]] + "' is not a number");
+        throw FileError(path, "line " + std::to_string(line_number) + ", column '" + columns[c] + "': '" +
+                                  fields[picked[c]] + "' is not a number");
       }
       values[c].push_back(value);
     }
   }
 
-  std::map<std::string, at::Tensor> table;
+  Table table;
   for (std::size_t c = 0; c < columns.size(); ++c) {
     at::Tensor column = at::empty({static_cast<int64_t>(values[c].size())}, at::kDouble);
     std::copy(values[c].begin(), values[c].end(), column.data_ptr<double>());
@@ -121,7 +127,7 @@ inline std::map<std::string, at::Tensor> read_csv(const std::filesystem::path& p
 }
 
 /// @brief Writes 1-D tensors of equal length as CSV columns, with a header row.
-inline void write_csv(const std::filesystem::path& path, const std::map<std::string, at::Tensor>& columns) {
+inline void write_csv(const std::filesystem::path& path, const Table& columns) {
   std::ofstream out(path, std::ios::trunc);
   if (!out) throw FileError(path, "cannot create");
   int64_t rows = -1;

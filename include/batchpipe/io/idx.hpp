@@ -2,7 +2,8 @@
 /// @file io/idx.hpp
 /// @brief IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or not.
 
-#include "file_error.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -76,7 +77,8 @@ inline constexpr std::array<IdxType, 6> idx_types{{{0x08, at::kByte},
 /// Reverses the bytes of each element in place (IDX stores big-endian).
 inline void swap_bytes(void* data, std::size_t count, std::size_t element_size) {
   auto* bytes = static_cast<unsigned char*>(data);
-  for (std::size_t i = 0; i < count; ++i) std::reverse(bytes + i * element_size, bytes + (i + 1) * element_size);
+  for (std::size_t i = 0; i < count; ++i)
+    std::reverse(bytes + i * element_size, bytes + (i + 1) * element_size);
 }
 
 inline bool host_is_little_endian() { return std::endian::native == std::endian::little; }
@@ -119,7 +121,8 @@ inline at::Tensor read_idx(const std::filesystem::path& path) {
   const std::size_t got = file.read(tensor.data_ptr(), expected, path);
   if (got != expected) {
     throw FileError(path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " needs " +
-                              std::to_string(expected) + " bytes of data, the file has " + std::to_string(got));
+                              std::to_string(expected) + " bytes of data, the file has " +
+                              std::to_string(got));
   }
   char extra = 0;
   if (file.read(&extra, 1, path) != 0) {

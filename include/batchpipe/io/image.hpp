@@ -3,7 +3,8 @@
 /// @brief PNG / JPEG / BMP / ... image files, decoded with stb (Debian's libstb-dev) into uint8
 /// tensors [channels, height, width]; batches of files are decoded in parallel.
 
-#include "file_error.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -32,7 +33,9 @@ inline at::Tensor read_image(const std::filesystem::path& path, int channels = 0
   const int c = channels ? channels : in_file;
   // clone, not contiguous(): with one channel the permuted view is already contiguous and would
   // keep pointing into stb's buffer, freed on return.
-  return at::from_blob(pixels.get(), {height, width, c}, at::kByte).permute({2, 0, 1}).clone(at::MemoryFormat::Contiguous);
+  return at::from_blob(pixels.get(), {height, width, c}, at::kByte)
+      .permute({2, 0, 1})
+      .clone(at::MemoryFormat::Contiguous);
 }
 
 /// @brief Decodes many image files in parallel (on the current oneTBB arena) and stacks them
@@ -52,12 +55,15 @@ inline at::Tensor read_images(const std::vector<std::filesystem::path>& paths, i
     if (error) std::rethrow_exception(error);
   }
   if (paths.empty()) return at::empty({0, channels, 0, 0}, at::kByte);
-  at::Tensor stacked = at::empty({static_cast<int64_t>(paths.size()), images[0].size(0), images[0].size(1), images[0].size(2)}, at::kByte);
+  at::Tensor stacked =
+      at::empty({static_cast<int64_t>(paths.size()), images[0].size(0), images[0].size(1), images[0].size(2)},
+                at::kByte);
   for (std::size_t i = 0; i < images.size(); ++i) {
     if (images[i].sizes() != images[0].sizes()) {
       throw FileError(paths[i], "image of shape " + batchpipe::detail::shape_string(images[i].sizes()) +
-                                    " among images of shape " + batchpipe::detail::shape_string(images[0].sizes()) +
-                                    " (" + paths[0].string() + ")");
+                                    " among images of shape " +
+                                    batchpipe::detail::shape_string(images[0].sizes()) + " (" +
+                                    paths[0].string() + ")");
     }
     stacked[static_cast<int64_t>(i)].copy_(images[i]);
   }
@@ -73,7 +79,8 @@ inline void write_image(const std::filesystem::path& path, const at::Tensor& ima
                               batchpipe::detail::shape_string(image.sizes()));
   }
   const at::Tensor pixels = image.permute({1, 2, 0}).contiguous().cpu();
-  const int c = static_cast<int>(image.size(0)), h = static_cast<int>(image.size(1)), w = static_cast<int>(image.size(2));
+  const int c = static_cast<int>(image.size(0)), h = static_cast<int>(image.size(1)),
+            w = static_cast<int>(image.size(2));
   const auto extension = path.extension().string();
   const bool jpeg = extension == ".jpg" || extension == ".jpeg";
   const int ok = jpeg ? stbi_write_jpg(path.c_str(), w, h, c, pixels.data_ptr(), 95)

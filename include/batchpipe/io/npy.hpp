@@ -2,7 +2,8 @@
 /// @file io/npy.hpp
 /// @brief NumPy `.npy` arrays, read and written, so data moves to and from Python tools.
 
-#include "file_error.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -60,7 +61,8 @@ inline std::optional<std::string> npy_field(const std::string& header, const std
 }
 
 inline std::vector<int64_t> npy_shape(const std::string& text, const std::filesystem::path& path) {
-  if (text.size() < 2 || text.front() != '(' || text.back() != ')') throw FileError(path, "malformed shape " + text);
+  if (text.size() < 2 || text.front() != '(' || text.back() != ')')
+    throw FileError(path, "malformed shape " + text);
   std::vector<int64_t> shape;
   std::string inner = text.substr(1, text.size() - 2);
   std::size_t pos = 0;
@@ -95,7 +97,8 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
   if (!in) throw FileError(path, std::filesystem::exists(path) ? "cannot open" : "no such file");
   std::array<char, 8> preamble{};
   if (!in.read(preamble.data(), 8)) throw FileError(path, "truncated: no .npy header");
-  if (std::memcmp(preamble.data(), "\x93NUMPY", 6) != 0) throw FileError(path, "bad magic number: not a .npy file");
+  if (std::memcmp(preamble.data(), "\x93NUMPY", 6) != 0)
+    throw FileError(path, "bad magic number: not a .npy file");
   const int major = static_cast<unsigned char>(preamble[6]);
   std::size_t header_size = 0;
   if (major == 1) {
@@ -110,7 +113,8 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
     throw FileError(path, "unsupported .npy format version " + std::to_string(major));
   }
   std::string header(header_size, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(header_size))) throw FileError(path, "truncated header");
+  if (!in.read(header.data(), static_cast<std::streamsize>(header_size)))
+    throw FileError(path, "truncated header");
 
   const auto descr = detail::npy_field(header, "descr");
   const auto fortran = detail::npy_field(header, "fortran_order");
@@ -129,14 +133,17 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
   if (fortran_order) std::reverse(shape.begin(), shape.end());
 
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(known->dtype));
-  const auto bytes = static_cast<std::streamsize>(tensor.numel() * static_cast<int64_t>(tensor.element_size()));
+  const auto bytes =
+      static_cast<std::streamsize>(tensor.numel() * static_cast<int64_t>(tensor.element_size()));
   in.read(static_cast<char*>(tensor.data_ptr()), bytes);
   if (in.gcount() != bytes) {
-    throw FileError(path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " of " + type + " needs " +
-                              std::to_string(bytes) + " bytes of data, the file has " + std::to_string(in.gcount()));
+    throw FileError(path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " of " + type +
+                              " needs " + std::to_string(bytes) + " bytes of data, the file has " +
+                              std::to_string(in.gcount()));
   }
   if (in.peek() != std::ifstream::traits_type::eof()) {
-    throw FileError(path, "longer than its header says: data goes on past shape " + batchpipe::detail::shape_string(shape));
+    throw FileError(path, "longer than its header says: data goes on past shape " +
+                              batchpipe::detail::shape_string(shape));
   }
   if (fortran_order && tensor.dim() > 1) {
     std::vector<int64_t> reversed(static_cast<std::size_t>(tensor.dim()));
@@ -155,9 +162,13 @@ inline void write_npy(const std::filesystem::path& path, const at::Tensor& tenso
     throw FileError(path, std::string(".npy cannot hold dtype ") + c10::toString(tensor.scalar_type()));
   }
   const bool single_byte = tensor.element_size() == 1;
-  std::string header = std::string("{'descr': '") + (single_byte ? "|" : std::endian::native == std::endian::little ? "<" : ">") + known->descr +
-                       "', 'fortran_order': False, 'shape': (";
-  for (int64_t d = 0; d < tensor.dim(); ++d) header += std::to_string(tensor.size(d)) + (tensor.dim() == 1 ? "," : (d + 1 < tensor.dim() ? ", " : ""));
+  std::string header = std::string("{'descr': '") +
+                       (single_byte                                  ? "|"
+                        : std::endian::native == std::endian::little ? "<"
+                                                                     : ">") +
+                       known->descr + "', 'fortran_order': False, 'shape': (";
+  for (int64_t d = 0; d < tensor.dim(); ++d)
+    header += std::to_string(tensor.size(d)) + (tensor.dim() == 1 ? "," : (d + 1 < tensor.dim() ? ", " : ""));
   header += "), }";
   // Pad so that the data starts on a 64-byte boundary, as NumPy does; the header ends in '\n'.
   const std::size_t unpadded = 10 + header.size() + 1;
@@ -168,11 +179,13 @@ inline void write_npy(const std::filesystem::path& path, const at::Tensor& tenso
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) throw FileError(path, "cannot create");
   out.write("\x93NUMPY\x01\x00", 8);
-  const std::array<char, 2> size{static_cast<char>(header.size() & 0xFF), static_cast<char>(header.size() >> 8)};
+  const std::array<char, 2> size{static_cast<char>(header.size() & 0xFF),
+                                 static_cast<char>(header.size() >> 8)};
   out.write(size.data(), 2);
   out.write(header.data(), static_cast<std::streamsize>(header.size()));
   const at::Tensor data = tensor.cpu().contiguous();
-  out.write(static_cast<const char*>(data.data_ptr()), static_cast<std::streamsize>(data.numel() * static_cast<int64_t>(data.element_size())));
+  out.write(static_cast<const char*>(data.data_ptr()),
+            static_cast<std::streamsize>(data.numel() * static_cast<int64_t>(data.element_size())));
   if (!out) throw FileError(path, "write failed");
 }
 

@@ -47,8 +47,10 @@ constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) no
 /// @endcode
 class Random {
  public:
+  /// The type of a raw draw: 64 random bits.
   using result_type = std::uint64_t;
 
+  /// A stream seeded with `seed`: the same seed gives the same draws.
   explicit Random(std::uint64_t seed = 0) noexcept : seed_(seed) {
     std::uint64_t s = seed;
     for (auto& word : state_) word = s = detail::splitmix64(s);
@@ -59,13 +61,14 @@ class Random {
 
   /// An independent stream derived from this one's seed and `stream` (an item's number, say).
   /// It does not depend on how much of this stream was consumed.
-  Random split(std::uint64_t stream) const noexcept {
-    return Random(detail::derive_seed(seed_, stream));
-  }
+  Random split(std::uint64_t stream) const noexcept { return Random(detail::derive_seed(seed_, stream)); }
 
+  /// The smallest raw draw, 0.
   static constexpr result_type min() noexcept { return 0; }
+  /// The largest raw draw, 2^64 - 1.
   static constexpr result_type max() noexcept { return std::numeric_limits<result_type>::max(); }
 
+  /// The next raw draw: 64 uniformly random bits.
   result_type operator()() noexcept {
     const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
     const std::uint64_t t = state_[1] << 17;
@@ -112,9 +115,7 @@ class Random {
   }
 
  private:
-  static constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept {
-    return (x << k) | (x >> (64 - k));
-  }
+  static constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }
 
   std::uint64_t seed_;
   std::array<std::uint64_t, 4> state_{};

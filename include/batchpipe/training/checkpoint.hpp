@@ -3,11 +3,12 @@
 /// @brief Save a batch class's models (parameters, buffers and optimizer state) to a checkpoint
 /// file, and load them back. The file is replaced atomically.
 
-#include "detail/access.hpp"
-#include "detail/chain.hpp"
-#include "io/file_error.hpp"
-#include "model.hpp"
-#include "training.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/core/model.hpp>
+#include <batchpipe/detail/access.hpp>
+#include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/strings.hpp>
+#include <batchpipe/training/training.hpp>
 
 #include <torch/serialize/archive.h>
 #include <torch/utils.h>
@@ -45,8 +46,10 @@ concept checkpointable = torch_module_pointer<T> || is_torch_model<T>::value || 
 
 template <class Module>
 void save_module(const Module& module, torch::serialize::OutputArchive& archive) {
-  for (const auto& parameter : module->named_parameters()) archive.write("parameter." + parameter.key(), parameter.value());
-  for (const auto& buffer : module->named_buffers()) archive.write("buffer." + buffer.key(), buffer.value(), true);
+  for (const auto& parameter : module->named_parameters())
+    archive.write("parameter." + parameter.key(), parameter.value());
+  for (const auto& buffer : module->named_buffers())
+    archive.write("buffer." + buffer.key(), buffer.value(), true);
 }
 
 /// Copies each stored parameter and buffer into the module, checking that each exists and has
@@ -61,8 +64,9 @@ void load_module(Module& module, torch::serialize::InputArchive& archive, const 
       throw FileError(file, "model '" + model + "': no " + kind + " '" + name + "' in the checkpoint");
     }
     if (stored.sizes() != target.sizes()) {
-      throw FileError(file, "model '" + model + "': " + kind + " '" + name + "' has shape " + shape_string(stored.sizes()) +
-                                " in the checkpoint, " + shape_string(target.sizes()) + " in the model");
+      throw FileError(file, "model '" + model + "': " + kind + " '" + name + "' has shape " +
+                                shape_string(stored.sizes()) + " in the checkpoint, " +
+                                shape_string(target.sizes()) + " in the model");
     }
     target.copy_(stored);
   };

@@ -1,15 +1,16 @@
 #pragma once
 /// @file batch.hpp
-/// @brief Batch<Derived>: the CRTP base of every batch class. A batch holds its index and named
+/// @brief `Batch<Derived>`: the CRTP base of every batch class. A batch holds its index and named
 /// components (tensors by default, any type allowed) and its own random stream.
 
-#include "detail/chain.hpp"
-#include "detail/type_name.hpp"
-#include "error.hpp"
-#include "fwd.hpp"
-#include "index.hpp"
-#include "random.hpp"
-#include "variables.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/core/index.hpp>
+#include <batchpipe/core/random.hpp>
+#include <batchpipe/core/variables.hpp>
+#include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/strings.hpp>
+#include <batchpipe/detail/type_name.hpp>
+#include <batchpipe/fwd.hpp>
 
 #include <ATen/core/Tensor.h>
 
@@ -40,6 +41,7 @@ namespace batchpipe {
 template <class Derived>
 class Batch {
  public:
+  /// The batch class itself, Derived.
   using batch_type = Derived;
 
   /// The batch's items: ids, their source rows and, for a files index, their paths.
@@ -74,6 +76,7 @@ class Batch {
   T& get(std::string_view name) {
     return cast<T>(name, find(name));
   }
+  /// The component `name` as a T, read-only; an Error when it is missing or holds another type.
   template <class T = at::Tensor>
   const T& get(std::string_view name) const {
     return cast<T>(name, const_cast<Batch*>(this)->find(name));
@@ -92,8 +95,10 @@ class Batch {
     components_.insert_or_assign(std::string(name), std::any(std::move(value)));
   }
 
+  /// True when the batch has a component `name`, of any type.
   bool has(std::string_view name) const { return components_.find(name) != components_.end(); }
 
+  /// Removes component `name`, if there is one.
   void erase(std::string_view name) {
     if (auto found = components_.find(name); found != components_.end()) components_.erase(found);
   }
@@ -106,9 +111,13 @@ class Batch {
   }
 
   /// @brief One item of a batch: its id and its rows of the tensor components.
+  ///
+  /// It refers to the batch: use it only while the batch lives and stays where it is.
   class Item {
    public:
+    /// The item's id.
     Id id() const { return batch_->index().id(position_); }
+    /// The item's position in the batch (0 .. size()-1).
     std::size_t position() const noexcept { return position_; }
     /// The item's row of tensor component `name` (a view: writing to it writes the batch).
     at::Tensor operator[](std::string_view name) const {
@@ -153,10 +162,8 @@ class Batch {
   std::any& find(std::string_view name) {
     auto found = components_.find(name);
     if (found != components_.end()) return found->second;
-    std::string known;
-    for (const auto& entry : components_) known += (known.empty() ? "" : ", ") + entry.first;
-    throw Error(detail::type_name<Derived>() + ": no component '" + std::string(name) +
-                "' (components: " + (known.empty() ? "none" : known) + ")");
+    throw Error(detail::type_name<Derived>() + ": no component '" + std::string(name) + "' (components: " +
+                detail::join_names(components_, [](const auto& entry) { return entry.first; }) + ")");
   }
 
   template <class T>

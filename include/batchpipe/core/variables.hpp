@@ -3,8 +3,9 @@
 /// @brief Pipeline variables: named values (loss history, metrics, counters) created with a
 /// pipeline, updated by its actions under prefetch, read during or after a run.
 
-#include "detail/type_name.hpp"
-#include "error.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
+#include <batchpipe/detail/type_name.hpp>
 
 #include <map>
 #include <memory>
@@ -43,6 +44,7 @@ class Variable {
     return slot_->value;
   }
 
+  /// Replaces the value.
   void set(T value) {
     std::scoped_lock lock(slot_->mutex);
     slot_->value = std::move(value);
@@ -64,6 +66,12 @@ class Variable {
 /// @brief The variables of a pipeline, by name. A pipeline's variables are shared with the
 /// pipelines chained from it (they see the same values); adding a variable makes a new set, so
 /// the pipeline it was added to is unchanged.
+///
+/// @code
+/// auto training = dataset.pipeline().init_variable("loss", std::vector<float>{}).train();
+/// training.run({.batch_size = 64});
+/// for (float loss : training.variables().value<std::vector<float>>("loss")) std::cout << loss << '\n';
+/// @endcode
 class Variables {
  public:
   /// The variable `name` as a T; an Error naming it when it is missing or of another type.
@@ -71,14 +79,12 @@ class Variables {
   Variable<T> get(std::string_view name) const {
     auto found = slots_.find(name);
     if (found == slots_.end()) {
-      std::string known;
-      for (const auto& entry : slots_) known += (known.empty() ? "" : ", ") + entry.first;
       throw Error("no pipeline variable '" + std::string(name) + "' (variables: " +
-                  (known.empty() ? "none" : known) + ")");
+                  detail::join_names(slots_, [](const auto& entry) { return entry.first; }) + ")");
     }
     if (found->second.type != typeid(T)) {
-      throw Error("pipeline variable '" + std::string(name) + "' is a " + detail::type_name(found->second.type) +
-                  ", not a " + detail::type_name<T>());
+      throw Error("pipeline variable '" + std::string(name) + "' is a " +
+                  detail::type_name(found->second.type) + ", not a " + detail::type_name<T>());
     }
     return Variable<T>(std::static_pointer_cast<detail::VariableSlot<T>>(found->second.slot));
   }
@@ -89,8 +95,10 @@ class Variables {
     return get<T>(name).value();
   }
 
+  /// True when there is a variable `name`.
   bool contains(std::string_view name) const { return slots_.find(name) != slots_.end(); }
 
+  /// The variables' names, sorted.
   std::vector<std::string> names() const {
     std::vector<std::string> result;
     for (const auto& entry : slots_) result.push_back(entry.first);

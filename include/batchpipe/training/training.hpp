@@ -3,7 +3,7 @@
 /// @brief Helpers for the common model-based actions on LibTorch models: a model descriptor
 /// holding a module and its optimizer, a training step, predict, and evaluate into a variable.
 
-#include "variables.hpp"
+#include <batchpipe/core/variables.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <torch/nn/functional/loss.h>
@@ -28,8 +28,8 @@ namespace batchpipe {
 /// @endcode
 template <class Module, class Optimizer>
 struct TorchModel {
-  Module module;
-  Optimizer optimizer;
+  Module module;        ///< the module: a ModuleHolder, or a std::shared_ptr to a module
+  Optimizer optimizer;  ///< the optimizer of the module's parameters
 };
 
 /// @brief The default loss of the helpers: cross-entropy on class indices.
@@ -37,6 +37,7 @@ inline at::Tensor cross_entropy_loss(const at::Tensor& output, const at::Tensor&
   return torch::nn::functional::cross_entropy(output, target);
 }
 
+/// @brief A loss: the module's output and the targets to a scalar tensor (see train_step).
 using LossFunction = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
 
 /// @brief One optimisation step: forward, loss, backward, optimizer step. Returns the loss.
@@ -62,15 +63,19 @@ at::Tensor predict(Module& module, const at::Tensor& inputs) {
 
 /// @brief Counts of correct predictions, to accumulate in a pipeline variable.
 struct Accuracy {
+  /// Correct predictions so far.
   std::int64_t correct = 0;
+  /// Predictions so far.
   std::int64_t total = 0;
+  /// The share of correct predictions, correct / total; 0 before any prediction.
   double value() const { return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0; }
 };
 
 /// @brief Adds the batch's correct predictions (arg-max of the output against class indices)
 /// to an Accuracy variable. Safe on several batches at once.
 template <class Module>
-void evaluate(Module& module, const at::Tensor& inputs, const at::Tensor& targets, Variable<Accuracy> accuracy) {
+void evaluate(Module& module, const at::Tensor& inputs, const at::Tensor& targets,
+              Variable<Accuracy> accuracy) {
   const at::Tensor predicted = predict(module, inputs).argmax(1);
   const auto correct = predicted.eq(targets.to(predicted.device())).sum().template item<std::int64_t>();
   accuracy.update([&](Accuracy& a) {

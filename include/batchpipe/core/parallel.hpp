@@ -3,7 +3,7 @@
 /// @brief for_each_item: run a function on every item of a batch in parallel (oneTBB), each
 /// item with its own random stream, so results do not depend on the thread count.
 
-#include "random.hpp"
+#include <batchpipe/core/random.hpp>
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -30,12 +30,13 @@ namespace batchpipe {
 template <class BatchType, class F>
 void for_each_item(BatchType& batch, F&& f) {
   const Random items(batch.random()());
-  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, batch.size()), [&](const tbb::blocked_range<std::size_t>& range) {
-    for (std::size_t i = range.begin(); i != range.end(); ++i) {
-      Random rng = items.split(i);
-      f(i, rng);
-    }
-  });
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, batch.size()),
+                    [&](const tbb::blocked_range<std::size_t>& range) {
+                      for (std::size_t i = range.begin(); i != range.end(); ++i) {
+                        Random rng = items.split(i);
+                        f(i, rng);
+                      }
+                    });
 }
 
 }  // namespace batchpipe

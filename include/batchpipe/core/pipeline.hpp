@@ -1,19 +1,22 @@
 #pragma once
 /// @file pipeline.hpp
-/// @brief Pipeline<B>: a lazy chain of actions over a dataset, and BatchStream<B>: the batches
-/// of one run. This is where an action is dispatched on a batch.
+/// @brief `Pipeline<B>`: a lazy chain of actions over a dataset. This is where a run starts and
+/// where an action is dispatched on a batch (run_steps).
 
-#include "action.hpp"
-#include "batch.hpp"
-#include "dataset.hpp"
-#include "detail/access.hpp"
-#include "detail/executor.hpp"
-#include "detail/traits.hpp"
-#include "detail/type_name.hpp"
-#include "error.hpp"
-#include "iteration.hpp"
-#include "random.hpp"
-#include "variables.hpp"
+#include <batchpipe/core/action.hpp>
+#include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/batch_stream.hpp>
+#include <batchpipe/core/dataset.hpp>
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/core/random.hpp>
+#include <batchpipe/core/run_options.hpp>
+#include <batchpipe/core/variables.hpp>
+#include <batchpipe/detail/access.hpp>
+#include <batchpipe/detail/action_binding.hpp>
+#include <batchpipe/detail/batch_sampler.hpp>
+#include <batchpipe/detail/prefetcher.hpp>
+#include <batchpipe/detail/traits.hpp>
+#include <batchpipe/detail/type_name.hpp>
 
 #include <any>
 #include <atomic>
@@ -28,78 +31,6 @@
 #include <vector>
 
 namespace batchpipe {
-
-/// @brief The batches of one run of a pipeline, made on demand (with prefetch, on the arena).
-///
-/// `next()` returns the next batch or nothing at the end; a range-for loop does the same. An
-/// action's exception reaches the caller of `next()` (or the loop) as an ActionError at that
-/// batch's turn; the stream is over after it. Destroying the stream (leaving a loop with `break`)
-/// cancels the batches in flight and waits for the ones running, so nothing outlives it.
-///
-/// @code
-/// for (auto& batch : pipeline.gen_batch({.batch_size = 64, .prefetch = 2})) {
-///   if (batch.number() == 10) break;        // returns promptly; nothing runs on
-/// }
-/// @endcode
-template <class B>
-class BatchStream {
- public:
-  BatchStream(BatchStream&&) noexcept = default;
-  BatchStream& operator=(BatchStream&&) noexcept = default;
-
-  /// The next batch, or nothing at the end (or after an error was thrown).
-  std::optional<B> next() {
-    auto batch = prefetcher_->next();
-    if (batch) {
-      ++stats_.batches;
-      stats_.items += batch->size();
-    }
-    return batch;
-  }
-
-  /// Batches and items delivered so far.
-  const RunStats& stats() const noexcept { return stats_; }
-
-  /// The seed the batches' random streams derive from.
-  std::uint64_t seed() const noexcept { return seed_; }
-
-  class iterator {
-   public:
-    using value_type = B;
-    using difference_type = std::ptrdiff_t;
-    iterator() = default;
-    B& operator*() const { return *stream_->current_; }
-    B* operator->() const { return &*stream_->current_; }
-    iterator& operator++() {
-      stream_->current_ = stream_->next();
-      return *this;
-    }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const iterator& it, std::default_sentinel_t) { return it.at_end(); }
-
-   private:
-    friend class BatchStream;
-    explicit iterator(BatchStream* stream) : stream_(stream) {}
-    bool at_end() const { return !stream_->current_; }
-    BatchStream* stream_ = nullptr;
-  };
-
-  iterator begin() {
-    current_ = next();
-    return iterator(this);
-  }
-  std::default_sentinel_t end() const noexcept { return {}; }
-
- private:
-  friend class Pipeline<B>;
-  BatchStream(std::unique_ptr<detail::Prefetcher<B>> prefetcher, std::uint64_t seed)
-      : prefetcher_(std::move(prefetcher)), seed_(seed) {}
-
-  std::unique_ptr<detail::Prefetcher<B>> prefetcher_;
-  std::uint64_t seed_;
-  std::optional<B> current_;
-  RunStats stats_;
-};
 
 /// @brief A lazy chain of actions over a dataset: building it runs nothing.
 ///
@@ -116,29 +47,33 @@ class BatchStream {
 template <class B>
 class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
  public:
+  /// The batch class the pipeline runs.
   using batch_type = B;
 
   /// A pipeline with no dataset yet (bind one with `with`, or add it to one that has one).
   Pipeline() = default;
+  /// An empty pipeline over `dataset`, as `dataset.pipeline()` makes it.
   explicit Pipeline(Dataset<B> dataset) : dataset_(std::move(dataset)) {}
 
   /// This pipeline's actions over another dataset.
-  Pipeline with(Dataset<B> dataset) const {
+  [[nodiscard]] Pipeline with(Dataset<B> dataset) const {
     Pipeline result = *this;
     result.dataset_ = std::move(dataset);
     return result;
   }
 
   /// This pipeline with action `name` added, its arguments checked at run time against the
-  /// action's parameters (numbers convert between arithmetic types).
-  Pipeline append(std::string_view name, std::vector<std::any> args = {}) const {
+  /// action's parameters: every parameter must be given, even one with a default, and numbers
+  /// convert between arithmetic types. An Error for an unknown action, one that cannot be called
+  /// by name (ActionInfo::callable_by_name), or arguments that do not fit.
+  [[nodiscard]] Pipeline append(std::string_view name, std::vector<std::any> args = {}) const {
     return with_step(B::actions().bind(name, std::move(args)));
   }
 
   /// This pipeline with a new variable `name` holding `initial`; the actions of the pipelines
   /// chained from it reach it with `variable<T>(name)`. This pipeline is unchanged.
   template <class T>
-  Pipeline init_variable(std::string name, T initial) const {
+  [[nodiscard]] Pipeline init_variable(std::string name, T initial) const {
     Pipeline result = *this;
     result.variables_ = variables_.with(std::move(name), std::move(initial));
     return result;
@@ -154,7 +89,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
 
   /// a's actions, then b's, over a's dataset (b's when a has none); the variables of both.
-  friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
+  [[nodiscard]] friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
     Pipeline result = a;
     result.variables_ = a.variables_.merged(b.variables_);
     if (!result.dataset_) result.dataset_ = b.dataset_;
@@ -169,16 +104,18 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return names;
   }
 
+  /// True when the pipeline has a dataset to run over.
   bool has_dataset() const noexcept { return dataset_.has_value(); }
+  /// The dataset the pipeline runs over; an Error when it has none.
   const Dataset<B>& dataset() const {
     require_dataset();
     return *dataset_;
   }
 
   /// A run's batches, made on demand and passed through the actions.
-  BatchStream<B> gen_batch(const RunOptions& options) const {
+  [[nodiscard]] BatchStream<B> gen_batch(const RunOptions& options) const {
     require_dataset();
-    const std::uint64_t seed = options.seed     ? *options.seed
+    const std::uint64_t seed = options.seed      ? *options.seed
                                : options.shuffle ? *options.shuffle
                                                  : std::random_device{}();
     // Steps up to the first singleton run on the arena, several batches at once; that singleton
@@ -207,14 +144,14 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
     return iteration_.value->next();
   }
+  /// Forgets the iteration next_batch() started: the next call starts a new one.
   void reset_iter() { iteration_.value.reset(); }
 
   /// Runs the whole pipeline: every batch of every epoch goes through every action.
   RunStats run(const RunOptions& options) const {
     const auto start = std::chrono::steady_clock::now();
     auto stream = gen_batch(options);
-    while (stream.next()) {
-    }
+    while (stream.next()) {}
     RunStats stats = stream.stats();
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return stats;
@@ -303,26 +240,5 @@ P append_action(const P& pipeline, A&&... args) {
   return pipeline.with_step(make_step<B, Action>(store_arguments<B, Action>(std::forward<A>(args)...)));
 }
 }  // namespace detail
-
-template <class B>
-Pipeline<B> Dataset<B>::pipeline() const {
-  return Pipeline<B>(*this);
-}
-
-template <class B>
-BatchStream<B> Dataset<B>::gen_batch(const RunOptions& options) const {
-  return pipeline().gen_batch(options);
-}
-
-template <class B>
-std::optional<B> Dataset<B>::next_batch(const RunOptions& options) {
-  if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
-  return iteration_.value->next();
-}
-
-template <class B>
-void Dataset<B>::reset_iter() {
-  iteration_.value.reset();
-}
 
 }  // namespace batchpipe

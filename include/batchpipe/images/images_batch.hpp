@@ -1,13 +1,14 @@
 #pragma once
-/// @file images.hpp
+/// @file images_batch.hpp
 /// @brief ImagesBatch: a ready batch type for image data ("images" and "labels" components)
 /// with the usual actions: load and dump, normalize, cast, per-item random flip and crop, and
 /// moving to a device. Derive from ImagesBatchBase<YourBatch> to add your own actions.
 
-#include "action.hpp"
-#include "batch.hpp"
-#include "io.hpp"
-#include "parallel.hpp"
+#include <batchpipe/core/action.hpp>
+#include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/parallel.hpp>
+#include <batchpipe/detail/strings.hpp>
+#include <batchpipe/io.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
@@ -33,7 +34,8 @@ inline at::Tensor read_item_file(const std::filesystem::path& path, const std::s
   throw Error("unknown file format '" + format + "' (formats: npy, idx, image)");
 }
 
-inline void write_item_file(const std::filesystem::path& path, const std::string& format, const at::Tensor& item) {
+inline void write_item_file(const std::filesystem::path& path, const std::string& format,
+                            const at::Tensor& item) {
   if (format == "npy") return io::write_npy(path, item);
   if (format == "idx") return io::write_idx(path, item);
 #if __has_include(<stb/stb_image.h>)
@@ -61,7 +63,7 @@ class ImagesBatchBase : public Batch<Derived> {
  public:
   /// Reads every item's file (from a files index) into `component`, stacked. `format` is "npy",
   /// "idx" or "image" (PNG, JPEG, ... decoded in parallel).
-  ACTION(load)(std::string format, std::string component = "images") {
+  BATCHPIPE_ACTION(load)(std::string format, std::string component = "images") {
     const Index& items = this->index();
     std::vector<std::filesystem::path> paths;
     for (std::size_t i = 0; i < items.size(); ++i) paths.push_back(items.path(i));
@@ -75,8 +77,8 @@ class ImagesBatchBase : public Batch<Derived> {
     for_each_item(*this, [&](std::size_t i, Random&) { rows[i] = detail::read_item_file(paths[i], format); });
     for (std::size_t i = 1; i < rows.size(); ++i) {
       if (rows[i].sizes() != rows[0].sizes()) {
-        throw FileError(paths[i], "item of shape " + detail::shape_string(rows[i].sizes()) + " among items of shape " +
-                                      detail::shape_string(rows[0].sizes()));
+        throw FileError(paths[i], "item of shape " + detail::shape_string(rows[i].sizes()) +
+                                      " among items of shape " + detail::shape_string(rows[0].sizes()));
       }
     }
     (*this)[component] = rows.empty() ? at::Tensor() : at::stack(rows);
@@ -84,7 +86,8 @@ class ImagesBatchBase : public Batch<Derived> {
 
   /// Writes each item's row of `component` to `folder/<id>.<format>` ("npy", "idx", "png",
   /// "jpg"), creating the folder.
-  ACTION(dump)(std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
+  BATCHPIPE_ACTION(dump)
+  (std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
     std::filesystem::create_directories(folder);
     const at::Tensor data = this->get(component).cpu();
     for_each_item(*this, [&](std::size_t i, Random&) {
@@ -94,26 +97,26 @@ class ImagesBatchBase : public Batch<Derived> {
   }
 
   /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
-  ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
+  BATCHPIPE_ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
     x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
   }
 
   /// Converts `component` to `dtype`.
-  ACTION(cast)(at::ScalarType dtype, std::string component = "images") {
+  BATCHPIPE_ACTION(cast)(at::ScalarType dtype, std::string component = "images") {
     auto& x = (*this)[component];
     x = x.to(dtype);
   }
 
   /// Moves every tensor component to `device`.
-  ACTION(to_device)(at::Device device) {
+  BATCHPIPE_ACTION(to_device)(at::Device device) {
     for (const auto& name : this->components()) {
       if (auto* tensor = this->template try_get<at::Tensor>(name)) *tensor = tensor->to(device);
     }
   }
 
   /// Flips each item left-right with probability p.
-  ACTION(flip)(double p = 0.5, std::string component = "images") {
+  BATCHPIPE_ACTION(flip)(double p = 0.5, std::string component = "images") {
     auto& x = (*this)[component];
     const Random items(this->random()());
     at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
@@ -126,7 +129,8 @@ class ImagesBatchBase : public Batch<Derived> {
 
   /// Crops each item to height x width after zero padding of `padding` on every side: at a
   /// random place with probability p, else at the centre.
-  ACTION(crop)(int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
+  BATCHPIPE_ACTION(crop)
+  (int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
     auto& x = (*this)[component];
     const at::Tensor padded = padding ? at::constant_pad_nd(x, {padding, padding, padding, padding}) : x;
     const int64_t room_y = padded.size(-2) - height, room_x = padded.size(-1) - width;
@@ -143,8 +147,10 @@ class ImagesBatchBase : public Batch<Derived> {
     for (int64_t i = 0; i < n; ++i) {
       Random rng = items.split(static_cast<std::uint64_t>(i));
       const bool random_place = rng.bernoulli(p);
-      y0[i] = random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_y) + 1)) : room_y / 2;
-      x0[i] = random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_x) + 1)) : room_x / 2;
+      y0[i] =
+          random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_y) + 1)) : room_y / 2;
+      x0[i] =
+          random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_x) + 1)) : room_x / 2;
     }
     corners = corners.to(x.device());
     std::vector<int64_t> item_shape(static_cast<std::size_t>(x.dim()), 1);

@@ -1,13 +1,14 @@
 #pragma once
 /// @file model.hpp
-/// @brief MODEL(name) declares a model definition; ModelDirectory<B> builds each model once, on
+/// @brief MODEL(name) declares a model definition; `ModelDirectory<B>` builds each model once, on
 /// first use, and keeps it for every action of the class that names it.
 
-#include "batch.hpp"
-#include "detail/access.hpp"
-#include "detail/chain.hpp"
-#include "detail/type_name.hpp"
-#include "error.hpp"
+#include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/access.hpp>
+#include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/strings.hpp>
+#include <batchpipe/detail/type_name.hpp>
 
 #include <exception>
 #include <memory>
@@ -17,29 +18,49 @@
 #include <typeindex>
 #include <vector>
 
-/// @brief Declares a model definition in a batch class: `MODEL(mlp)() { return Net{...}; }`.
+/// @brief Declares a model definition in a batch class:
+/// `BATCHPIPE_MODEL(mlp)() { return Net{...}; }`.
 ///
 /// The definition takes no arguments and returns any descriptor: a LibTorch module, a struct of a
 /// module and its optimizer, anything. It is never called by users (it needs a key only the
 /// library holds, so a call does not compile): the class's ModelDirectory calls it once, when an
 /// action that names the model (`ACTION(train, .model = "mlp")`) first runs or when the model is
 /// first read, and hands the same descriptor to every such action.
-#define MODEL(name)                                                                              \
-  friend struct ::batchpipe::detail::access;                                                     \
-  struct bp_model_##name {                                                                       \
-    using prev = decltype(bp_model_chain(                                                        \
-        ::batchpipe::detail::rank<::batchpipe::detail::max_chain_length>{}));                    \
-    static constexpr int depth = prev::depth + 1;                                                \
-    static_assert(depth < ::batchpipe::detail::max_chain_length, "too many MODELs in one class"); \
-    static constexpr ::std::string_view label = #name;                                           \
-    template <class bp_B, ::batchpipe::detail::model_pass bp_pass>                               \
-    static auto define() {                                                                       \
-      return bp_B::template bp_define_##name<bp_pass>();                                         \
-    }                                                                                            \
-  };                                                                                             \
-  static bp_model_##name bp_model_chain(::batchpipe::detail::rank<bp_model_##name::depth>);     \
-  template <::batchpipe::detail::model_pass>                                                     \
+///
+/// `MODEL` is the short name of this macro (see BATCHPIPE_NO_SHORT_MACROS).
+///
+/// @code
+/// struct MyBatch : bp::Batch<MyBatch> {
+///   BATCHPIPE_MODEL(linear)() { return torch::nn::Linear(4, 1); }
+///   BATCHPIPE_ACTION(fit, .model = "linear", .singleton = true)(torch::nn::Linear& net) { ... }
+/// };
+/// @endcode
+#define BATCHPIPE_MODEL(name)                                                                         \
+  friend struct ::batchpipe::detail::access;                                                          \
+  struct bp_model_##name {                                                                            \
+    using prev =                                                                                      \
+        decltype(bp_model_chain(::batchpipe::detail::rank<::batchpipe::detail::max_chain_length>{})); \
+    static constexpr int depth = prev::depth + 1;                                                     \
+    static_assert(depth < ::batchpipe::detail::max_chain_length, "too many MODELs in one class");     \
+    static constexpr ::std::string_view label = #name;                                                \
+    template <class bp_B, ::batchpipe::detail::model_pass bp_pass>                                    \
+    static auto define() {                                                                            \
+      return bp_B::template bp_define_##name<bp_pass>();                                              \
+    }                                                                                                 \
+  };                                                                                                  \
+  static bp_model_##name bp_model_chain(::batchpipe::detail::rank<bp_model_##name::depth>);           \
+  template <::batchpipe::detail::model_pass>                                                          \
   static auto bp_define_##name
+
+/// @def MODEL
+/// @brief The short name of BATCHPIPE_MODEL, unless BATCHPIPE_NO_SHORT_MACROS is defined.
+#ifndef BATCHPIPE_NO_SHORT_MACROS
+#ifdef MODEL
+#error \
+    "MODEL is already defined elsewhere: define BATCHPIPE_NO_SHORT_MACROS before including batchpipe and write BATCHPIPE_MODEL"
+#endif
+#define MODEL(name) BATCHPIPE_MODEL(name)
+#endif
 
 namespace batchpipe {
 
@@ -53,9 +74,9 @@ using model_type_t = decltype(access::build_model<B, Model>());
 
 /// @brief What the directory says of one model.
 struct ModelInfo {
-  std::string name;
-  std::string type;  ///< the descriptor's C++ type
-  bool built = false;
+  std::string name;    ///< the name given to MODEL
+  std::string type;    ///< the descriptor's C++ type
+  bool built = false;  ///< whether the model is built now
 };
 
 /// @brief The models of batch class B: built once each, on first use, and kept.
@@ -79,7 +100,9 @@ struct ModelInfo {
 template <class B>
 class ModelDirectory {
  public:
+  /// Not copyable: a class has one directory, instance().
   ModelDirectory(const ModelDirectory&) = delete;
+  /// Not assignable: a class has one directory, instance().
   ModelDirectory& operator=(const ModelDirectory&) = delete;
 
   /// The directory of B (made on first use; thread-safe).
@@ -105,8 +128,10 @@ class ModelDirectory {
     return result;
   }
 
+  /// True when B declares a model `name`.
   bool contains(std::string_view name) const { return find(name) != nullptr; }
 
+  /// True when model `name` is built now; an Error when B has no such model.
   bool is_built(std::string_view name) const {
     const Slot& slot = at(name);
     std::scoped_lock lock(slot.mutex);
@@ -173,9 +198,8 @@ class ModelDirectory {
     try {
       return slot.make();
     } catch (...) {
-      std::throw_with_nested(Error("building model '" + slot.name + "' of " +
-                                   detail::type_name<B>() + " failed: " +
-                                   detail::current_exception_message()));
+      std::throw_with_nested(Error("building model '" + slot.name + "' of " + detail::type_name<B>() +
+                                   " failed: " + detail::current_exception_message()));
     }
   }
 
@@ -188,10 +212,8 @@ class ModelDirectory {
 
   Slot& at(std::string_view name) const {
     if (const Slot* slot = find(name)) return const_cast<Slot&>(*slot);
-    std::string known;
-    for (const auto& slot : slots_) known += (known.empty() ? "" : ", ") + slot->name;
-    throw Error(detail::type_name<B>() + " has no model '" + std::string(name) +
-                "' (models: " + (known.empty() ? "none" : known) + ")");
+    throw Error(detail::type_name<B>() + " has no model '" + std::string(name) + "' (models: " +
+                detail::join_names(slots_, [](const auto& slot) { return slot->name; }) + ")");
   }
 
   /// The slot of model `name`, checked to hold a T.

@@ -2,20 +2,20 @@
 /// @file index.hpp
 /// @brief Index: the unique ids of a dataset's items, their rows in the data, and their files.
 
-#include "error.hpp"
-#include "random.hpp"
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/core/random.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <compare>
 #include <concepts>
-#include <functional>
-#include <ostream>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
@@ -31,14 +31,19 @@ namespace batchpipe {
 /// `index.position("cat.png")` read naturally. Ids compare, hash and print.
 class Id {
  public:
+  /// The integer id 0.
   Id() = default;
+  /// An integer id, from any integer type but bool.
   template <std::integral T>
-    requires(!std::same_as<T, bool>)
-  Id(T number) : value_(static_cast<std::int64_t>(number)) {}
+  requires(!std::same_as<T, bool>) Id(T number) : value_(static_cast<std::int64_t>(number)) {}
+  /// A string id.
   Id(std::string text) : value_(std::move(text)) {}
+  /// A string id.
   Id(const char* text) : value_(std::string(text)) {}
+  /// A string id.
   Id(std::string_view text) : value_(std::string(text)) {}
 
+  /// True for an integer id, false for a string id.
   bool is_integer() const noexcept { return std::holds_alternative<std::int64_t>(value_); }
 
   /// The integer id; an Error for a string id.
@@ -49,7 +54,8 @@ class Id {
 
   /// The string id; an Error for an integer id.
   const std::string& string() const {
-    if (is_integer()) throw Error("Id: " + std::to_string(std::get<std::int64_t>(value_)) + " is an integer, not a string");
+    if (is_integer())
+      throw Error("Id: " + std::to_string(std::get<std::int64_t>(value_)) + " is an integer, not a string");
     return std::get<std::string>(value_);
   }
 
@@ -58,10 +64,14 @@ class Id {
     return is_integer() ? std::to_string(std::get<std::int64_t>(value_)) : std::get<std::string>(value_);
   }
 
+  /// The id as a variant: its integer or its string.
   const std::variant<std::int64_t, std::string>& value() const noexcept { return value_; }
 
+  /// Equal ids have the same kind and value: `Id(7)` and `Id("7")` differ.
   friend bool operator==(const Id&, const Id&) = default;
+  /// Integer ids order before string ids; ids of one kind order by value.
   friend auto operator<=>(const Id&, const Id&) = default;
+  /// Prints the id as text.
   friend std::ostream& operator<<(std::ostream& out, const Id& id) { return out << id.to_string(); }
 
  private:
@@ -73,8 +83,10 @@ inline std::string to_string(const Id& id) { return id.to_string(); }
 
 }  // namespace batchpipe
 
+/// @brief Hashes an Id, so ids can key `std::unordered_map` and `std::unordered_set`.
 template <>
 struct std::hash<batchpipe::Id> {
+  /// The hash of the id's value (its integer or its string).
   std::size_t operator()(const batchpipe::Id& id) const noexcept {
     return std::hash<std::variant<std::int64_t, std::string>>{}(id.value());
   }
@@ -84,14 +96,13 @@ namespace batchpipe {
 
 /// @brief How `Index::split` shares the items out. Shares must be >= 0 and add up to 1.
 struct Shares {
-  double train = 0.8;
-  double test = 0.2;
-  double validation = 0.0;
+  double train = 0.8;       ///< share of the training part
+  double test = 0.2;        ///< share of the test part
+  double validation = 0.0;  ///< share of the validation part
 };
 
 class Index;
 
-/// @brief The parts of a split index; an empty share gives an empty index.
 struct IndexSplit;
 
 /// @brief The ordered, unique ids of a dataset's items.
@@ -113,17 +124,13 @@ class Index {
   Index() : Index(std::size_t{0}) {}
 
   /// Ids 0 .. n-1.
-  explicit Index(std::size_t n) : source_(std::make_shared<Source>()) {
-    mutable_source().size = n;
-  }
+  explicit Index(std::size_t n) : source_(std::make_shared<Source>()) { mutable_source().size = n; }
 
   /// The given integer ids, which must be unique.
-  explicit Index(const std::vector<std::int64_t>& ids)
-      : Index(std::vector<Id>(ids.begin(), ids.end())) {}
+  explicit Index(const std::vector<std::int64_t>& ids) : Index(std::vector<Id>(ids.begin(), ids.end())) {}
 
   /// The given string ids, which must be unique.
-  explicit Index(const std::vector<std::string>& ids)
-      : Index(std::vector<Id>(ids.begin(), ids.end())) {}
+  explicit Index(const std::vector<std::string>& ids) : Index(std::vector<Id>(ids.begin(), ids.end())) {}
 
   /// The given ids, which must be unique.
   explicit Index(std::vector<Id> ids) : source_(std::make_shared<Source>()) {
@@ -149,8 +156,8 @@ class Index {
     for (std::size_t i = 0; i < paths.size(); ++i) {
       auto name = (strip_extension ? paths[i].stem() : paths[i].filename()).string();
       if (auto [where, inserted] = first_seen.emplace(name, i); !inserted) {
-        throw Error("files index: two files have the id '" + name + "': " +
-                    paths[where->second].string() + " and " + paths[i].string());
+        throw Error("files index: two files have the id '" + name + "': " + paths[where->second].string() +
+                    " and " + paths[i].string());
       }
       ids.emplace_back(std::move(name));
     }
@@ -166,10 +173,12 @@ class Index {
   /// A files index of the regular files in `folder` (and its subfolders when `recursive`),
   /// keeping those whose extension is listed (".png") when `extensions` is not empty.
   static Index from_folder(const std::filesystem::path& folder,
-                           const std::vector<std::string>& extensions = {},
-                           bool recursive = false, bool strip_extension = false);
+                           const std::vector<std::string>& extensions = {}, bool recursive = false,
+                           bool strip_extension = false);
 
+  /// Number of items.
   std::size_t size() const noexcept { return rows_ ? rows_->size() : source_->size; }
+  /// True when the index has no items.
   bool empty() const noexcept { return size() == 0; }
 
   /// The id at `position`.
@@ -259,6 +268,7 @@ class Index {
     return result;
   }
 
+  /// Equal indexes hold the same ids in the same order (their rows and files are not compared).
   friend bool operator==(const Index& a, const Index& b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i) {
@@ -270,9 +280,9 @@ class Index {
  private:
   struct Source {
     std::size_t size = 0;
-    std::vector<Id> ids;                              // empty: the ids are the rows
-    std::vector<std::filesystem::path> paths;         // empty: not a files index
-    std::unordered_map<Id, std::size_t> row_of;       // id -> row, when ids are explicit
+    std::vector<Id> ids;                         // empty: the ids are the rows
+    std::vector<std::filesystem::path> paths;    // empty: not a files index
+    std::unordered_map<Id, std::size_t> row_of;  // id -> row, when ids are explicit
   };
   // Position of each row in a subset, built on the first look-up by id.
   struct PositionTable {
@@ -317,10 +327,11 @@ class Index {
   std::shared_ptr<PositionTable> positions_ = std::make_shared<PositionTable>();
 };
 
+/// @brief The parts of a split index; an empty share gives an empty index.
 struct IndexSplit {
-  Index train;
-  Index test;
-  Index validation;
+  Index train;       ///< the training items
+  Index test;        ///< the test items
+  Index validation;  ///< the validation items
 };
 
 namespace detail {
@@ -348,8 +359,7 @@ inline bool has_wildcard(const std::string& component) {
 }
 
 /// Expands the components of a glob pattern one at a time, from `base`.
-inline void expand_glob(const std::filesystem::path& base,
-                        std::vector<std::string>::const_iterator component,
+inline void expand_glob(const std::filesystem::path& base, std::vector<std::string>::const_iterator component,
                         std::vector<std::string>::const_iterator end,
                         std::vector<std::filesystem::path>& out) {
   namespace fs = std::filesystem;
@@ -415,15 +425,14 @@ inline Index Index::from_folder(const std::filesystem::path& folder,
 inline IndexSplit Index::split(Shares shares, std::optional<std::uint64_t> shuffle) const {
   const double total = shares.train + shares.test + shares.validation;
   if (shares.train < 0 || shares.test < 0 || shares.validation < 0 || std::abs(total - 1.0) > 1e-9) {
-    throw Error("Index::split: shares must be >= 0 and add up to 1 (train " +
-                std::to_string(shares.train) + ", test " + std::to_string(shares.test) +
-                ", validation " + std::to_string(shares.validation) + ")");
+    throw Error("Index::split: shares must be >= 0 and add up to 1 (train " + std::to_string(shares.train) +
+                ", test " + std::to_string(shares.test) + ", validation " +
+                std::to_string(shares.validation) + ")");
   }
   const Index ordered = shuffle ? shuffled(*shuffle) : *this;
   const auto n = static_cast<double>(size());
   const auto n_train = std::min(size(), static_cast<std::size_t>(std::llround(n * shares.train)));
-  const auto n_test =
-      std::min(size() - n_train, static_cast<std::size_t>(std::llround(n * shares.test)));
+  const auto n_test = std::min(size() - n_train, static_cast<std::size_t>(std::llround(n * shares.test)));
   std::vector<std::size_t> positions(size());
   for (std::size_t i = 0; i < positions.size(); ++i) positions[i] = i;
   const std::span<const std::size_t> all(positions);

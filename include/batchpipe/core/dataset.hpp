@@ -1,15 +1,16 @@
 #pragma once
 /// @file dataset.hpp
-/// @brief Dataset<B>: an index, a batch class, and optionally preloaded data whose rows follow
+/// @brief `Dataset<B>`: an index, a batch class, and optionally preloaded data whose rows follow
 /// the index. This is where batches are created.
 
-#include "batch.hpp"
-#include "detail/access.hpp"
-#include "detail/traits.hpp"
-#include "detail/type_name.hpp"
-#include "error.hpp"
-#include "index.hpp"
-#include "iteration.hpp"
+#include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/error.hpp>
+#include <batchpipe/core/index.hpp>
+#include <batchpipe/core/run_options.hpp>
+#include <batchpipe/detail/access.hpp>
+#include <batchpipe/detail/traits.hpp>
+#include <batchpipe/detail/type_name.hpp>
+#include <batchpipe/fwd.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -42,7 +43,9 @@ struct DatasetSplit;
 template <class B>
 class Dataset {
  public:
+  /// The batch class the dataset makes.
   using batch_type = B;
+  /// Preloaded data: a tensor per component name, one row per item of the source index.
   using Data = std::map<std::string, at::Tensor, std::less<>>;
 
   /// A dataset over `index`; each tensor of `data` must have index.source_size() rows.
@@ -54,18 +57,21 @@ class Dataset {
   /// A dataset of n items with ids 0 .. n-1.
   explicit Dataset(std::size_t n, Data data = {}) : Dataset(Index(n), std::move(data)) {}
 
+  /// The dataset's items.
   const Index& index() const noexcept { return index_; }
+  /// Number of items.
   std::size_t size() const noexcept { return index_.size(); }
   /// The preloaded data, all rows (not only this dataset's).
   const Data& data() const noexcept { return *data_; }
 
   /// The items at `positions` of this dataset, with the same data.
-  Dataset subset(std::span<const std::size_t> positions) const {
+  [[nodiscard]] Dataset subset(std::span<const std::size_t> positions) const {
     return Dataset(index_.subset(positions), data_);
   }
 
   /// Train / test / validation datasets by shares, optionally shuffled.
   DatasetSplit<B> split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  /// Train (`train_share`) and test (the rest) datasets, optionally shuffled.
   DatasetSplit<B> split(double train_share, std::optional<std::uint64_t> shuffle = std::nullopt) const;
 
   /// Makes the batch of the items at `positions` (of this dataset's index): its index, and the
@@ -86,18 +92,28 @@ class Dataset {
     return batch;
   }
 
+  // The members below make a Pipeline<B>, which is defined in pipeline.hpp: that header includes
+  // this one, not the other way round. Their bodies are compiled only when used, by which time
+  // the umbrella header (or pipeline.hpp) has defined Pipeline.
+
   /// A new, empty pipeline over this dataset (lazy: building it runs nothing).
-  Pipeline<B> pipeline() const;
+  [[nodiscard]] Pipeline<B> pipeline() const { return Pipeline<B>(*this); }
   /// Short for pipeline().
-  Pipeline<B> p() const { return pipeline(); }
+  [[nodiscard]] Pipeline<B> p() const { return pipeline(); }
 
   /// The dataset's batches, made on demand: `for (auto& batch : dataset.gen_batch(options))`.
-  BatchStream<B> gen_batch(const RunOptions& options) const;
+  [[nodiscard]] BatchStream<B> gen_batch(const RunOptions& options) const {
+    return pipeline().gen_batch(options);
+  }
 
   /// The next batch of an iteration that the first call starts with `options` (later calls
   /// continue it); nothing once it is over. reset_iter() starts again.
-  std::optional<B> next_batch(const RunOptions& options);
-  void reset_iter();
+  std::optional<B> next_batch(const RunOptions& options) {
+    if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
+    return iteration_.value->next();
+  }
+  /// Forgets the iteration next_batch() started: the next call starts a new one.
+  void reset_iter() { iteration_.value.reset(); }
 
  private:
   Dataset(Index index, std::shared_ptr<const Data> data) : index_(std::move(index)), data_(std::move(data)) {}
@@ -123,9 +139,9 @@ class Dataset {
 /// @brief The parts of a split dataset.
 template <class B>
 struct DatasetSplit {
-  Dataset<B> train;
-  Dataset<B> test;
-  Dataset<B> validation;
+  Dataset<B> train;       ///< the training items
+  Dataset<B> test;        ///< the test items
+  Dataset<B> validation;  ///< the validation items (empty when split by one share)
 };
 
 template <class B>
@@ -141,5 +157,3 @@ DatasetSplit<B> Dataset<B>::split(double train_share, std::optional<std::uint64_
 }
 
 }  // namespace batchpipe
-
-#include "pipeline.hpp"

@@ -9,18 +9,16 @@
 //   flight are cancelled between actions and waited for: nothing runs on after the stream is
 //   gone, nothing is delivered twice, nothing stale is delivered.
 // - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
-//   it so that they do not oversubscribe the cores (see ThreadBudget).
+//   it so that they do not oversubscribe the cores (see thread_budget.hpp).
 
-#include "../iteration.hpp"
+#include <batchpipe/core/run_options.hpp>
+#include <batchpipe/detail/batch_sampler.hpp>
+#include <batchpipe/detail/thread_budget.hpp>
 
-#include <ATen/Parallel.h>
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
-#if __has_include(<dlfcn.h>)
-#include <dlfcn.h>
-#endif
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -30,81 +28,12 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <utility>
 
 namespace batchpipe::detail {
 
 /// Thrown inside a task that noticed the stream was cancelled; never reaches a user.
 struct cancelled_run {};
-
-/// How a run's threads are shared out.
-struct ThreadBudget {
-  std::size_t total = 1;      // the budget: cores the run may use
-  std::size_t batches = 1;    // batches computed at once
-  std::size_t intra_op = 1;   // LibTorch intra-op threads
-
-  static ThreadBudget from(const RunOptions& options) {
-    ThreadBudget budget;
-    budget.total = options.threads ? options.threads
-                                   : std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    budget.batches = options.prefetch == 0 ? 1 : std::min(budget.total, options.prefetch + 1);
-    budget.intra_op = options.intra_op_threads ? options.intra_op_threads
-                                               : std::max<std::size_t>(1, budget.total / budget.batches);
-    return budget;
-  }
-};
-
-/// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
-/// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
-/// matrices at once. Its size is set through its C API when OpenBLAS is loaded in the process.
-class BlasThreads {
- public:
-  explicit BlasThreads(int n) {
-#if __has_include(<dlfcn.h>)
-    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (set_ && get) {
-      previous_ = get();
-      if (previous_ != n) set_(n);
-    }
-#else
-    (void)n;
-#endif
-  }
-  ~BlasThreads() {
-    if (set_ && previous_ > 0) set_(previous_);
-  }
-  BlasThreads(const BlasThreads&) = delete;
-  BlasThreads& operator=(const BlasThreads&) = delete;
-
- private:
-  void (*set_)(int) = nullptr;
-  int previous_ = 0;
-};
-
-/// Sets LibTorch's intra-op thread count for the lifetime of a run, then restores it.
-class IntraOpThreads {
- public:
-  explicit IntraOpThreads(std::size_t n) : previous_(at::get_num_threads()), blas_(static_cast<int>(n)) {
-    apply(static_cast<int>(n));
-  }
-  ~IntraOpThreads() { apply(previous_); }
-  IntraOpThreads(const IntraOpThreads&) = delete;
-  IntraOpThreads& operator=(const IntraOpThreads&) = delete;
-
-  /// Sets the count for the calling thread. With OpenMP the count is kept per thread (a worker
-  /// keeps what it was first given), so each task applies the run's count on its own thread.
-  /// Setting the same value again is skipped: LibTorch's native thread pool warns about any
-  /// change made after parallel work started.
-  static void apply(int n) {
-    if (n > 0 && n != at::get_num_threads()) at::set_num_threads(n);
-  }
-
- private:
-  int previous_;
-  BlasThreads blas_;
-};
 
 /// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.
 template <class T>
@@ -126,7 +55,8 @@ class Prefetcher {
         intra_op_(budget_.intra_op),
         consumer_slots_(prefetch_ == 0 || finish_ ? 1 : 0),
         arena_size_(arena_size(prefetch_, budget_, consumer_slots_)),
-        workers_(std::in_place, tbb::global_control::max_allowed_parallelism, arena_size_ - consumer_slots_ + 1),
+        workers_(std::in_place, tbb::global_control::max_allowed_parallelism,
+                 arena_size_ - consumer_slots_ + 1),
         arena_(static_cast<int>(arena_size_), static_cast<unsigned>(consumer_slots_)) {}
 
   Prefetcher(const Prefetcher&) = delete;
@@ -197,8 +127,9 @@ class Prefetcher {
       std::unique_lock lock(mutex_);
       typename std::deque<std::unique_ptr<Slot>>::iterator ready;
       done_.wait(lock, [&] {
-        ready = ordered_ ? window_.begin()
-                         : std::find_if(window_.begin(), window_.end(), [](const auto& s) { return s->done; });
+        ready = ordered_
+                    ? window_.begin()
+                    : std::find_if(window_.begin(), window_.end(), [](const auto& s) { return s->done; });
         return ready != window_.end() && (*ready)->done;
       });
       slot = std::move(*ready);
@@ -243,7 +174,8 @@ class Prefetcher {
   // The arena holds the whole budget. When the consumer works in it (no prefetch, or finishing
   // steps) it takes one reserved slot, and with prefetch at least one worker must remain to
   // make batches ahead.
-  static std::size_t arena_size(std::size_t prefetch, const ThreadBudget& budget, std::size_t consumer_slots) {
+  static std::size_t arena_size(std::size_t prefetch, const ThreadBudget& budget,
+                                std::size_t consumer_slots) {
     return prefetch > 0 && consumer_slots > 0 ? std::max<std::size_t>(2, budget.total) : budget.total;
   }
 
