@@ -10,8 +10,10 @@
 #define BATCHPIPE_VERSION_PATCH 0
 
 // The string is made from the numbers above, so that the two cannot drift apart.
+/// @cond INTERNAL
 #define BATCHPIPE_VERSION_TEXT_(x) #x
 #define BATCHPIPE_VERSION_TEXT(x) BATCHPIPE_VERSION_TEXT_(x)
+/// @endcond
 
 namespace batchpipe {
 /// @brief The version of the headers in use, "major.minor.patch".
