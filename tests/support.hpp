@@ -7,6 +7,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <string>
@@ -15,9 +17,17 @@ namespace test {
 
 /// Runs f on another thread and fails the test (instead of hanging it) when f does not finish
 /// within `limit`: how the tests check that nothing deadlocks.
+/// A hang ends the whole test program at once, with a message: the hung thread cannot be
+/// joined, and waiting for it (as the future's destructor would) would hang CI instead.
 inline void finishes_within(std::chrono::seconds limit, const std::function<void()>& f) {
   auto done = std::async(std::launch::async, f);
-  REQUIRE(done.wait_for(limit) == std::future_status::ready);
+  if (done.wait_for(limit) != std::future_status::ready) {
+    std::fprintf(stderr, "\nA test did not finish within %lld s (a hang): %s\n",
+                 static_cast<long long>(limit.count()),
+                 Catch::getResultCapture().getCurrentTestName().c_str());
+    std::fflush(stderr);
+    std::_Exit(EXIT_FAILURE);
+  }
   done.get();
 }
 

@@ -20,6 +20,7 @@ struct ImageBatch : bp::Batch<ImageBatch> {
     return fresh;
   }
   ACTION(same)() { return *this; }
+  ACTION(swap_in)(ImageBatch& spare) { return spare; }  // a reference to another batch
   ACTION(sometimes, .p = 0.5)(Counter& counter) { ++counter.calls; }
   ACTION(generic)(auto value) { set("generic", value); }  // a template: fluent only, not by name
 
@@ -57,7 +58,7 @@ TEST_CASE("the registry lists every action with its options", "[actions]") {
   const auto list = ImageBatch::actions().list();
   std::vector<std::string> names;
   for (const auto& action : list) names.push_back(action.name);
-  CHECK(names == std::vector<std::string>{"scale", "shift", "label", "count", "keep_first", "same",
+  CHECK(names == std::vector<std::string>{"scale", "shift", "label", "count", "keep_first", "same", "swap_in",
                                           "sometimes", "generic", "hidden"});
   const auto& shift = ImageBatch::actions().info("shift");
   CHECK(shift.parameters == std::vector<std::string>{"double", "int"});
@@ -129,6 +130,20 @@ TEST_CASE("an action changes its batch in place or returns a new one", "[actions
   CHECK(replaced->size() == 5);  // a batch made from scratch keeps the old batch's items
   CHECK(replaced->number() == 0);
   CHECK(replaced->get<int>("generic") == 7);
+  // A reference to another batch: its contents replace the batch's, which keeps its number, epoch
+  // and items.
+  ImageBatch spare;
+  spare.set("images", torch::zeros({2, 2, 2}));
+  auto pipeline = dataset.pipeline().swap_in(spare);
+  auto stream = pipeline.gen_batch({.batch_size = 2, .n_epochs = 2});
+  for (std::size_t number = 0; number < 6; ++number) {
+    auto swapped = stream.next();
+    REQUIRE(swapped);
+    CHECK(swapped->number() == number);
+    CHECK(swapped->epoch() == number / 3);
+    CHECK(swapped->size() == (number % 3 == 2 ? 1 : 2));
+    CHECK(swapped->get("images").sum().item<float>() == 0);
+  }
   auto hidden = dataset.pipeline().append("hidden").next_batch({.batch_size = 5});
   CHECK(hidden->get<int>("hidden") == 1);
 }

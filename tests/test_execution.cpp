@@ -35,6 +35,10 @@ struct ExecBatch : bp::Batch<ExecBatch> {
   ACTION(fail_on, .singleton = true)(std::size_t number) {
     if (this->number() == number) throw std::invalid_argument("bad item in batch " + std::to_string(number));
   }
+  ACTION(fail_fast)(std::size_t failing) {  // the failing batch is done long before the others
+    if (number() == failing) throw std::invalid_argument("bad item in batch " + std::to_string(failing));
+    std::this_thread::sleep_for(20ms);
+  }
   ACTION(record, .singleton = true)(std::vector<std::size_t>& order) { order.push_back(number()); }
   ACTION(mismatch)() { set("product", at::ones({2, 3}).matmul(at::ones({2, 3}))); }  // LibTorch throws
   ACTION(draw)() {
@@ -44,6 +48,16 @@ struct ExecBatch : bp::Batch<ExecBatch> {
 };
 
 bp::Dataset<ExecBatch> numbers(std::size_t n) { return bp::Dataset<ExecBatch>(n); }
+
+// A run inside an action of another run: an evaluation pipeline inside a training step, say.
+struct InnerBatch : bp::Batch<InnerBatch> {
+  ACTION(nap)() { std::this_thread::sleep_for(200us); }
+};
+struct OuterBatch : bp::Batch<OuterBatch> {
+  ACTION(run_inner)(bp::RunOptions inner, std::atomic<int>& inner_batches) {
+    inner_batches += static_cast<int>(bp::Dataset<InnerBatch>(8).pipeline().nap().run(inner).batches);
+  }
+};
 
 }  // namespace
 
@@ -157,6 +171,26 @@ TEST_CASE("a LibTorch error reaches the caller as one line, without LibTorch's s
   }
 }
 
+TEST_CASE("an unordered run delivers every batch before a failing one first", "[execution][errors]") {
+  for (std::size_t failing : {std::size_t{0}, std::size_t{3}, std::size_t{6}}) {
+    CAPTURE(failing);
+    std::vector<std::size_t> delivered;
+    test::finishes_within(30s, [&] {
+      auto stream = numbers(16).pipeline().fail_fast(failing).gen_batch(
+          {.batch_size = 2, .prefetch = 3, .ordered = false, .threads = 4});
+      CHECK_THROWS_AS(
+          [&] {
+            while (auto batch = stream.next()) delivered.push_back(batch->number());
+          }(),
+          bp::ActionError);
+    });
+    std::set<std::size_t> unique(delivered.begin(), delivered.end());
+    CHECK(unique.size() == delivered.size());  // none twice
+    for (std::size_t number = 0; number < failing; ++number) CHECK(unique.count(number) == 1);
+    CHECK(unique.count(failing) == 0);
+  }
+}
+
 TEST_CASE("the stream is over after an error, and next_batch says so", "[execution][errors]") {
   auto pipeline = numbers(10).pipeline().fail_on(1);
   const bp::RunOptions options{.batch_size = 2, .prefetch = 2};
@@ -201,6 +235,58 @@ TEST_CASE("one seed gives the same results for any prefetch and thread count", "
   CHECK(reference == run(1, 3));
   auto other_seed = numbers(40).pipeline().draw().next_batch({.batch_size = 4, .seed = 99});
   CHECK(other_seed->get<double>("uniform") != reference.first[0]);
+}
+
+TEST_CASE("a run inside an action of another run never hangs", "[execution][nested]") {
+  for (std::size_t outer_prefetch : {0, 2}) {
+    for (std::size_t outer_threads : {1, 2, 4}) {
+      for (std::size_t inner_prefetch : {0, 2}) {
+        for (std::size_t inner_threads : {1, 2}) {
+          CAPTURE(outer_prefetch, outer_threads, inner_prefetch, inner_threads);
+          std::atomic<int> inner_batches{0};
+          const bp::RunOptions inner{.batch_size = 1, .prefetch = inner_prefetch, .threads = inner_threads};
+          test::finishes_within(60s, [&] {
+            bp::Dataset<OuterBatch>(40)
+                .pipeline()
+                .run_inner(inner, inner_batches)
+                .run({.batch_size = 4, .prefetch = outer_prefetch, .threads = outer_threads});
+          });
+          CHECK(inner_batches == 10 * 8);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("an idle or finished stream limits nothing in the process", "[execution]") {
+  const int before = at::get_num_threads();
+  auto throttled = numbers(8).pipeline();
+  REQUIRE(throttled.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1}));  // idle, still alive
+  auto finished = numbers(2).gen_batch({.batch_size = 2, .threads = 1});
+  while (finished.next()) {}
+  CHECK(at::get_num_threads() == before);
+  // Another run still gets two batches at once.
+  Probes probes;
+  numbers(32).pipeline().work(probes, 10).run({.batch_size = 2, .prefetch = 3, .threads = 2});
+  CHECK(probes.parallel.highest >= 2);
+}
+
+TEST_CASE("thread settings are restored however overlapping streams end", "[execution]") {
+  const int before = at::get_num_threads();
+  Probes probes;
+  auto pipeline = numbers(8).pipeline().work(probes, 0);
+  std::optional<bp::BatchStream<ExecBatch>> first(
+      pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 1}));
+  REQUIRE(first->next());
+  CHECK(probes.intra_op_threads == 1);
+  std::optional<bp::BatchStream<ExecBatch>> second(
+      pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 3}));
+  REQUIRE(second->next());
+  CHECK(probes.intra_op_threads == 3);
+  CHECK(at::get_num_threads() == before);  // the settings belong to the work, not to the streams
+  first.reset();                           // they end in the order they were made
+  second.reset();
+  CHECK(at::get_num_threads() == before);
 }
 
 TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "[execution]") {

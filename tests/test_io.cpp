@@ -142,6 +142,68 @@ TEST_CASE("bad .npy files fail with the file and the reason", "[io][npy]") {
 }
 
 namespace {
+
+/// A version 1.0 .npy file with `header` as its dictionary and `data` after it.
+std::string npy_bytes(std::string header, const std::string& data = "") {
+  header.append(64 - (10 + header.size() + 1) % 64, ' ');
+  header += '\n';
+  std::string file = std::string("\x93NUMPY\x01\x00", 8);
+  file += static_cast<char>(header.size() & 0xFF);
+  file += static_cast<char>(header.size() >> 8);
+  return file + header + data;
+}
+
+}  // namespace
+
+TEST_CASE("readers check sizes from the file before they allocate", "[io][npy][idx]") {
+  Scratch scratch;
+  const auto npy = scratch / "x.npy";
+  // 12 bytes that announce a 4 GB header (format 2.0): an error, not a 4 GB allocation.
+  write_bytes(npy, std::string("\x93NUMPY\x02\x00\xFF\xFF\xFF\xFF", 12));
+  CHECK_THROWS_WITH(
+      bp::io::read_npy(npy),
+      test::contains("x.npy: truncated header: it announces 4294967295 bytes, the file has 12"));
+  // Shapes whose size overflows, or exceeds what the file holds, name the file.
+  write_bytes(npy,
+              npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }"));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy),
+                    test::contains("x.npy: truncated: shape [4611686018427387904, 8] of "
+                                   "<f4 needs more than 2^64 bytes of data"));
+  write_bytes(npy,
+              npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }", "12345678"));
+  CHECK_THROWS_WITH(
+      bp::io::read_npy(npy),
+      test::contains("x.npy: truncated: shape [1000000000] of <f8 needs 8000000000 bytes of data, "
+                     "the file has 8"));
+  // Headers that do not say what they must.
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2abc,), }"));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy),
+                    test::contains("x.npy: malformed shape (2abc,): '2abc' is not a size"));
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }"));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy), test::contains("'-2' is not a size"));
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': maybe, 'shape': (1,), }", "abcd"));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy), test::contains("fortran_order is maybe, not True or False"));
+
+  const auto idx = scratch / "x.idx";
+  // Three dimensions of 2^32 - 1 bytes each, in a 16-byte file.
+  write_bytes(idx, std::string("\0\0\x08\x03\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 16));
+  CHECK_THROWS_WITH(bp::io::read_idx(idx),
+                    test::contains("x.idx: truncated: shape [4294967295, 4294967295, 4294967295] needs more "
+                                   "than 2^64 bytes of data, the file has 0"));
+  write_bytes(idx, std::string("\0\0\x08\x01\x7F\xFF\xFF\xFF", 8));
+  CHECK_THROWS_WITH(bp::io::read_idx(idx), test::contains("needs 2147483647 bytes of data, the file has 0"));
+  write_bytes(idx, std::string("\0\0\x42\x01\0\0\0\x01x", 9));
+  CHECK_THROWS_WITH(bp::io::read_idx(idx), test::contains("unknown IDX type code 0x42"));
+}
+
+TEST_CASE("a CSV file's UTF-8 byte-order mark is not part of its first column's name", "[io][csv]") {
+  Scratch scratch;
+  write_bytes(scratch / "bom.csv", "\xEF\xBB\xBFid,label\n1,2\n3,4\n");
+  const auto table = bp::io::read_csv(scratch / "bom.csv", {"id", "label"});
+  CHECK(torch::equal(table.at("id"), torch::tensor({1.f, 3.f})));
+}
+
+namespace {
 struct CsvBatch : bp::Batch<CsvBatch> {};
 }  // namespace
 

@@ -112,7 +112,8 @@ int main(int argc, char** argv) {
   }
 
   std::ostringstream out;
-  out << "// Generated from " << page << " by tests/doc_snippets/extract.cpp: edit the page, not this file.\n";
+  out << "// Generated from " << page
+      << " by tests/doc_snippets/extract.cpp: edit the page, not this file.\n";
   for (const auto& include : includes) out << include << '\n';
   out << "namespace " << argv[3] << " {\n";
   for (const auto& chunk : chunks) {

@@ -148,8 +148,10 @@ void run_action(B& batch, const ActionEntry<B>& entry, const A&... stored) {
     if constexpr (std::is_void_v<Result>) {
       call(model...);
     } else if constexpr (std::is_lvalue_reference_v<Result>) {
-      auto& same = call(model...);
-      if (&same != &batch) batch = same;
+      auto& returned = call(model...);
+      // Another batch's contents replace this one's (a copy: the other batch is not ours), and
+      // this batch keeps its place in the run, as for a batch returned by value.
+      if (&returned != &batch) adopt_batch(batch, B(returned));
     } else {
       adopt_batch(batch, call(model...));
     }

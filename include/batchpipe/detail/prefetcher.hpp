@@ -4,12 +4,18 @@
 //
 // What it guarantees, and how:
 // - An exception from a batch reaches the consumer at that batch's turn. Tasks catch everything
-//   (an exception escaping an enqueued task would abort the process) and park it in the slot.
+//   (an exception escaping a task would abort the process) and park it in the slot.
 // - After an error, or when the consumer stops early (destroys the stream), the batches still in
 //   flight are cancelled between actions and waited for: nothing runs on after the stream is
 //   gone, nothing is delivered twice, nothing stale is delivered.
+// - The consumer never blocks where oneTBB cannot see it: it waits for a batch inside the arena
+//   (task_group::wait), where it makes batches itself while it waits. So a run inside an action
+//   of another run (a worker thread as consumer), or a run whose arena gets no worker at all,
+//   still makes progress: nothing hangs for want of a thread.
 // - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
-//   it so that they do not oversubscribe the cores (see thread_budget.hpp).
+//   it so that they do not oversubscribe the cores (see thread_budget.hpp). The settings belong
+//   to the run's active work (each batch task, each consumer step), not to the stream object: an
+//   idle or finished stream holds no thread setting and limits nothing in the process.
 
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
@@ -17,10 +23,10 @@
 
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -52,12 +58,7 @@ class Prefetcher {
         prefetch_(options.prefetch),
         ordered_(options.ordered),
         budget_(ThreadBudget::from(options)),
-        intra_op_(budget_.intra_op),
-        consumer_slots_(prefetch_ == 0 || finish_ ? 1 : 0),
-        arena_size_(arena_size(prefetch_, budget_, consumer_slots_)),
-        workers_(std::in_place, tbb::global_control::max_allowed_parallelism,
-                 arena_size_ - consumer_slots_ + 1),
-        arena_(static_cast<int>(arena_size_), static_cast<unsigned>(consumer_slots_)) {}
+        arena_(arena_size(prefetch_, budget_), 1) {}
 
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -78,7 +79,8 @@ class Prefetcher {
     BatchPlan plan;
     std::optional<T> value;
     std::exception_ptr error;
-    bool done = false;
+    bool done = false;  // under mutex_
+    tbb::task_group task;
   };
 
   // prefetch 0: the consumer makes each batch itself.
@@ -95,13 +97,15 @@ class Prefetcher {
   }
 
   // Runs f on the consumer's thread inside the arena (its reserved slot), so that parallel loops
-  // in the actions stay within the budget. An exception ends the stream: what is in flight is
-  // cancelled and waited for, then the exception goes to the consumer.
+  // in the actions stay within the budget, with the run's thread settings for as long as f runs.
+  // An exception ends the stream: what is in flight is cancelled and waited for, then the
+  // exception goes to the consumer.
   template <class F>
   void on_consumer(F&& f) {
     std::exception_ptr error;
     arena_.execute([&] {
       try {
+        ScopedThreadSettings settings(budget_.intra_op);
         f();
       } catch (...) {
         error = std::current_exception();
@@ -122,19 +126,15 @@ class Prefetcher {
     }
     if (window_.empty()) return finish();
 
-    std::unique_ptr<Slot> slot;
-    {
-      std::unique_lock lock(mutex_);
-      typename std::deque<std::unique_ptr<Slot>>::iterator ready;
-      done_.wait(lock, [&] {
-        ready = ordered_
-                    ? window_.begin()
-                    : std::find_if(window_.begin(), window_.end(), [](const auto& s) { return s->done; });
-        return ready != window_.end() && (*ready)->done;
-      });
-      slot = std::move(*ready);
-      window_.erase(ready);
+    auto ready = next_ready();
+    while (ready == window_.end()) {
+      // Nothing to deliver yet: wait in the arena for the oldest batch, making batches meanwhile.
+      wait_for(*window_.front());
+      ready = next_ready();
     }
+    std::unique_ptr<Slot> slot = std::move(*ready);
+    window_.erase(ready);
+    wait_for(*slot);  // done already; a task_group must be waited for before it is destroyed
     if (slot->error) {
       finished_ = true;
       cancel_and_wait();
@@ -143,40 +143,58 @@ class Prefetcher {
     return std::move(slot->value);
   }
 
-  void launch(BatchPlan plan) {
-    window_.push_back(std::make_unique<Slot>(Slot{std::move(plan), {}, {}, false}));
-    Slot* slot = window_.back().get();
-    {
-      std::scoped_lock lock(mutex_);
-      ++in_flight_;
-    }
-    arena_.enqueue([this, slot] {
-      std::optional<T> value;
-      std::exception_ptr error;
-      try {
-        if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
-        IntraOpThreads::apply(static_cast<int>(budget_.intra_op));
-        value.emplace(work_(std::move(slot->plan), cancelled_));
-      } catch (...) {
-        error = std::current_exception();
-      }
-      std::scoped_lock lock(mutex_);
-      slot->value = std::move(value);
-      slot->error = error;
-      slot->done = true;
-      --in_flight_;
-      // Notify under the lock: once in_flight_ is 0 the destructor may free this object as soon as
-      // it can take the lock.
-      done_.notify_all();
-    });
+  // The slot to deliver now, or the window's end when none may go yet. Ordered: the oldest,
+  // once done. Unordered: any finished batch, but an error only at its turn in index order, so
+  // that every batch before a failing one is delivered first, as in an ordered run.
+  typename std::deque<std::unique_ptr<Slot>>::iterator next_ready() {
+    std::scoped_lock lock(mutex_);
+    const auto front = window_.begin();
+    if (ordered_) return (*front)->done ? front : window_.end();
+    const auto finished =
+        std::find_if(window_.begin(), window_.end(), [](const auto& s) { return s->done && !s->error; });
+    if (finished != window_.end()) return finished;
+    return (*front)->done ? front : window_.end();
   }
 
-  // The arena holds the whole budget. When the consumer works in it (no prefetch, or finishing
-  // steps) it takes one reserved slot, and with prefetch at least one worker must remain to
-  // make batches ahead.
-  static std::size_t arena_size(std::size_t prefetch, const ThreadBudget& budget,
-                                std::size_t consumer_slots) {
-    return prefetch > 0 && consumer_slots > 0 ? std::max<std::size_t>(2, budget.total) : budget.total;
+  void wait_for(Slot& slot) {
+    arena_.execute([&] { slot.task.wait(); });
+  }
+
+  void launch(BatchPlan plan) {
+    window_.push_back(std::make_unique<Slot>());
+    Slot* slot = window_.back().get();
+    slot->plan = std::move(plan);
+    // Enqueued (the arena's shared queue, which wakes a worker at once), and counted by the
+    // slot's task_group, which the consumer waits on.
+    arena_.enqueue(slot->task.defer([this, slot] { make(*slot); }));
+  }
+
+  // One batch task: the batch's work with the run's thread settings, its result parked in the
+  // slot. It never throws (an exception escaping a oneTBB task would end the process).
+  void make(Slot& slot) noexcept {
+    std::optional<T> value;
+    std::exception_ptr error;
+    try {
+      if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
+      ScopedThreadSettings settings(budget_.intra_op);
+      value.emplace(work_(std::move(slot.plan), cancelled_));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::scoped_lock lock(mutex_);
+    slot.value = std::move(value);
+    slot.error = error;
+    slot.done = true;
+  }
+
+  // The arena's concurrency: the whole budget, one slot of it reserved for the consumer, which
+  // works in the arena; with prefetch at least one more for a worker to make batches ahead. Never
+  // more than oneTBB's worker pool can fill: asking for more gains nothing, and makes oneTBB
+  // print a warning on the user's stderr.
+  static int arena_size(std::size_t prefetch, const ThreadBudget& budget) {
+    const std::size_t wanted = prefetch > 0 ? std::max<std::size_t>(2, budget.total) : budget.total;
+    const std::size_t limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+    return static_cast<int>(std::clamp<std::size_t>(wanted, 1, std::max<std::size_t>(1, limit)));
   }
 
   std::optional<T> finish() {
@@ -186,8 +204,7 @@ class Prefetcher {
 
   void cancel_and_wait() {
     cancelled_.store(true, std::memory_order_relaxed);
-    std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return in_flight_ == 0; });
+    for (auto& slot : window_) wait_for(*slot);
     window_.clear();
   }
 
@@ -197,19 +214,10 @@ class Prefetcher {
   std::size_t prefetch_;
   bool ordered_;
   ThreadBudget budget_;
-  IntraOpThreads intra_op_;
-  std::size_t consumer_slots_;
-  std::size_t arena_size_;
-  // oneTBB allows one worker fewer than the cores by default (it counts the main thread); this
-  // lets the arena have the workers the budget gives it. A stricter limit set by the
-  // application still wins: oneTBB applies the smallest active one.
-  std::optional<tbb::global_control> workers_;
   tbb::task_arena arena_;
 
-  std::mutex mutex_;
-  std::condition_variable done_;
+  std::mutex mutex_;                          // guards the slots' results and done flags
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
-  std::size_t in_flight_ = 0;
   std::atomic<bool> cancelled_{false};
   bool finished_ = false;
 };

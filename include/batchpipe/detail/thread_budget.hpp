@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <mutex>
 #if __has_include(<dlfcn.h>)
 #include <dlfcn.h>
 #endif
@@ -34,53 +35,81 @@ struct ThreadBudget {
 
 /// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
 /// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
-/// matrices at once. Its size is set through its C API when OpenBLAS is loaded in the process.
-class BlasThreads {
+/// matrices at once. Its size is global to the process, so it is leased: the first lease sets it
+/// and remembers the size found, later ones set theirs while they overlap, and the last one to
+/// end puts the size found back, so that runs that overlap or nest never leave it changed.
+class BlasThreadsLease {
  public:
-  explicit BlasThreads(int n) {
-#if __has_include(<dlfcn.h>)
-    set_ = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-    auto get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-    if (set_ && get) {
-      previous_ = get();
-      if (previous_ != n) set_(n);
-    }
-#else
-    (void)n;
-#endif
+  explicit BlasThreadsLease(int n) {
+    const Api& api = blas();
+    if (!api.set || n <= 0) return;
+    std::scoped_lock lock(state().mutex);
+    if (state().leases++ == 0) state().original = api.get();
+    if (api.get() != n) api.set(n);
+    leased_ = true;
   }
-  ~BlasThreads() {
-    if (set_ && previous_ > 0) set_(previous_);
+  ~BlasThreadsLease() {
+    if (!leased_) return;
+    std::scoped_lock lock(state().mutex);
+    if (--state().leases == 0 && blas().get() != state().original) blas().set(state().original);
   }
-  BlasThreads(const BlasThreads&) = delete;
-  BlasThreads& operator=(const BlasThreads&) = delete;
+  BlasThreadsLease(const BlasThreadsLease&) = delete;
+  BlasThreadsLease& operator=(const BlasThreadsLease&) = delete;
 
  private:
-  void (*set_)(int) = nullptr;
-  int previous_ = 0;
+  struct Api {
+    void (*set)(int) = nullptr;
+    int (*get)() = nullptr;
+  };
+  struct State {
+    std::mutex mutex;
+    int leases = 0;
+    int original = 0;
+  };
+  // OpenBLAS's C API, when OpenBLAS is loaded in the process (looked up once).
+  static const Api& blas() {
+    static const Api api = [] {
+      Api found;
+#if __has_include(<dlfcn.h>)
+      found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+      found.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+      if (!found.get) found.set = nullptr;
+#endif
+      return found;
+    }();
+    return api;
+  }
+  static State& state() {
+    static State shared;
+    return shared;
+  }
+  bool leased_ = false;
 };
 
-/// Sets LibTorch's intra-op thread count for the lifetime of a run, then restores it.
-class IntraOpThreads {
+/// LibTorch's intra-op thread count for one piece of a run's work on the calling thread (a batch
+/// on a worker, a step on the consumer), restored when the piece ends. With OpenMP the count is
+/// kept per thread, so a piece of work sets it on its own thread, and restoring it there keeps a
+/// run's setting from leaking into other runs, whatever order runs end in. The BLAS pool is
+/// leased for the same span.
+class ScopedThreadSettings {
  public:
-  explicit IntraOpThreads(std::size_t n) : previous_(at::get_num_threads()), blas_(static_cast<int>(n)) {
-    apply(static_cast<int>(n));
+  explicit ScopedThreadSettings(std::size_t intra_op)
+      : previous_(at::get_num_threads()), blas_(static_cast<int>(intra_op)) {
+    apply(static_cast<int>(intra_op));
   }
-  ~IntraOpThreads() { apply(previous_); }
-  IntraOpThreads(const IntraOpThreads&) = delete;
-  IntraOpThreads& operator=(const IntraOpThreads&) = delete;
+  ~ScopedThreadSettings() { apply(previous_); }
+  ScopedThreadSettings(const ScopedThreadSettings&) = delete;
+  ScopedThreadSettings& operator=(const ScopedThreadSettings&) = delete;
 
-  /// Sets the count for the calling thread. With OpenMP the count is kept per thread (a worker
-  /// keeps what it was first given), so each task applies the run's count on its own thread.
-  /// Setting the same value again is skipped: LibTorch's native thread pool warns about any
-  /// change made after parallel work started.
+ private:
+  // Setting the same value again is skipped: LibTorch's native thread pool (in builds without
+  // OpenMP) warns about any change made after parallel work started.
   static void apply(int n) {
     if (n > 0 && n != at::get_num_threads()) at::set_num_threads(n);
   }
 
- private:
   int previous_;
-  BlasThreads blas_;
+  BlasThreadsLease blas_;
 };
 
 }  // namespace batchpipe::detail

@@ -86,6 +86,8 @@ inline Table read_csv(const std::filesystem::path& path, const std::vector<std::
   if (!in) throw FileError(path, std::filesystem::exists(path) ? "cannot open" : "no such file");
   std::string line;
   if (!std::getline(in, line)) throw FileError(path, "empty file: no header row");
+  // A UTF-8 byte-order mark (spreadsheets write one) is not part of the first column's name.
+  if (line.starts_with("\xEF\xBB\xBF")) line.erase(0, 3);
   const auto header = detail::split_csv_line(line, options.delimiter);
 
   std::vector<std::size_t> picked;

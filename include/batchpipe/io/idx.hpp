@@ -3,6 +3,7 @@
 /// @brief IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or not.
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/checked_size.hpp>
 #include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -104,7 +105,8 @@ inline at::Tensor read_idx(const std::filesystem::path& path) {
   const auto type = std::find_if(detail::idx_types.begin(), detail::idx_types.end(),
                                  [&](const auto& t) { return t.code == magic[2]; });
   if (type == detail::idx_types.end()) {
-    throw FileError(path, "unknown IDX type code 0x" + std::to_string(magic[2]));
+    constexpr char hex[] = "0123456789ABCDEF";
+    throw FileError(path, std::string("unknown IDX type code 0x") + hex[magic[2] >> 4] + hex[magic[2] & 0xF]);
   }
   const std::size_t n_dims = magic[3];
   if (n_dims == 0) throw FileError(path, "an IDX file must have at least one dimension");
@@ -116,6 +118,20 @@ inline at::Tensor read_idx(const std::filesystem::path& path) {
   if (detail::host_is_little_endian()) detail::swap_bytes(raw_dims.data(), n_dims, 4);
   std::vector<int64_t> shape(raw_dims.begin(), raw_dims.end());
 
+  // Nothing is allocated for more data than the file can hold (a compressed file: inflated).
+  const std::uint64_t file_size = std::filesystem::file_size(path);
+  const bool compressed = path.extension() == ".gz";
+  const std::uint64_t header_size = 4 + 4 * n_dims;
+  const std::uint64_t data_limit = compressed ? batchpipe::detail::gzip_inflated_limit(file_size)
+                                              : file_size - std::min(file_size, header_size);
+  const auto needed = batchpipe::detail::shape_bytes(shape, c10::elementSize(type->dtype));
+  if (needed > data_limit) {
+    throw FileError(
+        path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " needs " +
+                  batchpipe::detail::bytes_text(needed) + " of data, " +
+                  (compressed ? "more than a gzip file of " + std::to_string(file_size) + " bytes can hold"
+                              : "the file has " + std::to_string(data_limit)));
+  }
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(type->dtype));
   const std::size_t expected = static_cast<std::size_t>(tensor.numel()) * tensor.element_size();
   const std::size_t got = file.read(tensor.data_ptr(), expected, path);

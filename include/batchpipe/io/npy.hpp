@@ -3,6 +3,7 @@
 /// @brief NumPy `.npy` arrays, read and written, so data moves to and from Python tools.
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/checked_size.hpp>
 #include <batchpipe/detail/strings.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <charconv>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -60,28 +62,39 @@ inline std::optional<std::string> npy_field(const std::string& header, const std
   return value;
 }
 
+/// The shape tuple of a header, "(60000, 28, 28)", "(5,)" or "()": each size a whole number.
 inline std::vector<int64_t> npy_shape(const std::string& text, const std::filesystem::path& path) {
   if (text.size() < 2 || text.front() != '(' || text.back() != ')')
     throw FileError(path, "malformed shape " + text);
   std::vector<int64_t> shape;
-  std::string inner = text.substr(1, text.size() - 2);
+  const std::string inner = text.substr(1, text.size() - 2);
   std::size_t pos = 0;
   while (pos < inner.size()) {
-    auto comma = inner.find(',', pos);
+    const auto comma = inner.find(',', pos);
     std::string item = inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    item.erase(0, item.find_first_not_of(" "));
-    item.erase(item.find_last_not_of(" ") + 1);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
     if (!item.empty()) {
-      try {
-        shape.push_back(std::stoll(item));
-      } catch (const std::exception&) {
-        throw FileError(path, "malformed shape " + text);
+      int64_t size = -1;
+      const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), size);
+      if (error != std::errc() || end != item.data() + item.size() || size < 0) {
+        throw FileError(path, "malformed shape " + text + ": '" + item + "' is not a size");
       }
+      shape.push_back(size);
+    } else if (comma != std::string::npos && comma + 1 < inner.size()) {
+      throw FileError(path, "malformed shape " + text);  // an empty size between two commas
     }
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
   return shape;
+}
+
+/// The header's fortran_order: True or False, nothing else.
+inline bool npy_fortran_order(const std::string& text, const std::filesystem::path& path) {
+  if (text == "True") return true;
+  if (text == "False") return false;
+  throw FileError(path, "malformed header: fortran_order is " + text + ", not True or False");
 }
 
 }  // namespace detail
@@ -112,6 +125,14 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
   } else {
     throw FileError(path, "unsupported .npy format version " + std::to_string(major));
   }
+  // Nothing is allocated for more than the file holds: a header size or a shape that announce
+  // more are errors before any allocation.
+  const std::uint64_t file_size = std::filesystem::file_size(path);
+  const std::uint64_t preamble_size = major == 1 ? 10 : 12;
+  if (header_size > file_size - std::min<std::uint64_t>(file_size, preamble_size)) {
+    throw FileError(path, "truncated header: it announces " + std::to_string(header_size) +
+                              " bytes, the file has " + std::to_string(file_size));
+  }
   std::string header(header_size, '\0');
   if (!in.read(header.data(), static_cast<std::streamsize>(header_size)))
     throw FileError(path, "truncated header");
@@ -129,9 +150,17 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
                                   [&](const auto& t) { return type.substr(1) == t.descr; });
   if (known == detail::npy_types.end()) throw FileError(path, "unsupported dtype " + type);
   auto shape = detail::npy_shape(*shape_text, path);
-  const bool fortran_order = *fortran == "True";
+  const bool fortran_order = detail::npy_fortran_order(*fortran, path);
   if (fortran_order) std::reverse(shape.begin(), shape.end());
 
+  const std::uint64_t data_limit =
+      file_size - std::min<std::uint64_t>(file_size, preamble_size + header_size);
+  const auto needed = batchpipe::detail::shape_bytes(shape, c10::elementSize(known->dtype));
+  if (needed > data_limit) {
+    throw FileError(path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " of " + type +
+                              " needs " + batchpipe::detail::bytes_text(needed) + " of data, the file has " +
+                              std::to_string(data_limit));
+  }
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(known->dtype));
   const auto bytes =
       static_cast<std::streamsize>(tensor.numel() * static_cast<int64_t>(tensor.element_size()));
