@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints how long a translation unit takes to compile (-O2, C++20) with batchpipe's umbrella
-# header, with torch/torch.h alone, and with both: the compile-time table of the README of
-# docs/contributing.md. Best of three; run it with nothing else compiling.
+# header, with torch/torch.h alone, and with both: the compile-time table of
+# docs/contributing.md. Best of REPEATS runs (3); run it with nothing else compiling.
 #
 #   scripts/compile-times.sh [COMPILER]      (default: c++)
 set -euo pipefail
@@ -15,7 +15,7 @@ time_tu() {  # includes...
   : >"$source"
   for header in "$@"; do echo "#include <$header>" >>"$source"; done
   echo "int main() {}" >>"$source"
-  for _ in 1 2 3; do
+  for ((i = 0; i < ${REPEATS:-3}; i++)); do
     local start end
     start=$(date +%s.%N)
     "$compiler" -std=c++20 -O2 -Iinclude "${torch_includes[@]}" -c "$source" -o "$work/tu.o"

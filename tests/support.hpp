@@ -19,12 +19,13 @@ namespace test {
 /// within `limit`: how the tests check that nothing deadlocks.
 /// A hang ends the whole test program at once, with a message: the hung thread cannot be
 /// joined, and waiting for it (as the future's destructor would) would hang CI instead.
-inline void finishes_within(std::chrono::seconds limit, const std::function<void()>& f) {
+inline void finishes_within(std::chrono::seconds limit, const std::function<void()>& f,
+                            const std::string& what = "") {
   auto done = std::async(std::launch::async, f);
   if (done.wait_for(limit) != std::future_status::ready) {
-    std::fprintf(stderr, "\nA test did not finish within %lld s (a hang): %s\n",
+    std::fprintf(stderr, "\nA test did not finish within %lld s (a hang): %s %s\n",
                  static_cast<long long>(limit.count()),
-                 Catch::getResultCapture().getCurrentTestName().c_str());
+                 Catch::getResultCapture().getCurrentTestName().c_str(), what.c_str());
     std::fflush(stderr);
     std::_Exit(EXIT_FAILURE);
   }

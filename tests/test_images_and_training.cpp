@@ -2,8 +2,17 @@
 // and a short end-to-end run on Fashion-MNIST.
 #include "support.hpp"
 
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -214,4 +223,74 @@ TEST_CASE("checkpoints round-trip models and optimizer state, and replace files 
                       test::contains("no such checkpoint"));
   }
   fs::remove(file);
+}
+
+namespace {
+
+using HeavyModel = bp::TorchModel<torch::nn::Linear, torch::optim::SGD>;
+
+// A model of 16 MB, so that writing its checkpoint takes long enough to be killed midway.
+struct Heavy : bp::Batch<Heavy> {
+  MODEL(big)() {
+    torch::nn::Linear net(2048, 2048);
+    return HeavyModel{net, torch::optim::SGD(net->parameters(), torch::optim::SGDOptions(0.1))};
+  }
+};
+
+const char* const checkpoint_variable = "BATCHPIPE_TEST_CHECKPOINT";
+
+}  // namespace
+
+// Run by the test below, in a child process: saves new checkpoints until it is killed.
+TEST_CASE("checkpoint writer, run in a child process by the test below", "[.checkpoint_writer]") {
+  const char* path = std::getenv(checkpoint_variable);
+  REQUIRE(path);
+  auto model = Heavy::models().get<HeavyModel>("big");
+  for (;;) {
+    {
+      torch::NoGradGuard no_grad;
+      model->module->weight.add_(1.0);
+    }
+    bp::save_checkpoint<Heavy>(path);
+  }
+}
+
+TEST_CASE("a checkpoint save killed midway leaves the previous checkpoint loadable", "[checkpoint]") {
+  const auto file = fs::temp_directory_path() / ("batchpipe_killed_" + std::to_string(::getpid()) + ".pt");
+  const auto partial = fs::path(file.string() + ".partial");
+  Heavy::models().reset();
+  (void)Heavy::models().get<HeavyModel>("big");
+  bp::save_checkpoint<Heavy>(file);
+
+  const std::string variable = std::string(checkpoint_variable) + "=" + file.string();
+  std::vector<char*> environment;
+  for (char** entry = environ; *entry; ++entry) environment.push_back(*entry);
+  environment.push_back(const_cast<char*>(variable.c_str()));
+  environment.push_back(nullptr);
+  std::string self = "batchpipe_tests", spec = "[.checkpoint_writer]";
+  char* arguments[] = {self.data(), spec.data(), nullptr};
+
+  int killed_while_writing = 0;
+  for (int round = 0; round < 3; ++round) {
+    fs::remove(partial);  // what an earlier child left
+    pid_t child = 0;
+    REQUIRE(::posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, arguments, environment.data()) == 0);
+    // Kill it as soon as it is writing (a partial file exists), or after 20 s at the latest.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!fs::exists(partial) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(round * 5));
+    killed_while_writing += fs::exists(partial);
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    // Whatever the child managed, the checkpoint at `file` is whole: the previous one or a newer one.
+    Heavy::models().reset();
+    CHECK_NOTHROW(bp::load_checkpoint<Heavy>(file));
+  }
+  CHECK(killed_while_writing > 0);  // the test killed at least one save midway
+  fs::remove(file);
+  fs::remove(partial);
 }

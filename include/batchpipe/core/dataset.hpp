@@ -70,9 +70,11 @@ class Dataset {
   }
 
   /// Train / test / validation datasets by shares, optionally shuffled.
-  DatasetSplit<B> split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  [[nodiscard]] DatasetSplit<B> split(Shares shares,
+                                      std::optional<std::uint64_t> shuffle = std::nullopt) const;
   /// Train (`train_share`) and test (the rest) datasets, optionally shuffled.
-  DatasetSplit<B> split(double train_share, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  [[nodiscard]] DatasetSplit<B> split(double train_share,
+                                      std::optional<std::uint64_t> shuffle = std::nullopt) const;
 
   /// Makes the batch of the items at `positions` (of this dataset's index): its index, and the
   /// preloaded data's rows for those items (copied, so actions may change them in place).

@@ -224,7 +224,7 @@ class Index {
   }
 
   /// The items at `positions` (unique, in range), in that order.
-  Index subset(std::span<const std::size_t> positions) const {
+  [[nodiscard]] Index subset(std::span<const std::size_t> positions) const {
     std::vector<std::size_t> sorted(positions.begin(), positions.end());
     std::sort(sorted.begin(), sorted.end());
     if (auto repeated = std::adjacent_find(sorted.begin(), sorted.end()); repeated != sorted.end()) {
@@ -235,7 +235,7 @@ class Index {
   }
 
   /// The items with the given ids, in that order.
-  Index subset_of_ids(std::span<const Id> ids) const {
+  [[nodiscard]] Index subset_of_ids(std::span<const Id> ids) const {
     std::vector<std::size_t> positions;
     positions.reserve(ids.size());
     for (const auto& id : ids) positions.push_back(position(id));
@@ -244,10 +244,11 @@ class Index {
 
   /// Splits into train, test and validation parts by shares, in index order or, with a seed,
   /// shuffled. Part sizes are rounded shares of size(); validation takes what rounding leaves.
-  IndexSplit split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  [[nodiscard]] IndexSplit split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
 
   /// Splits into train (`train_share`) and test (the rest).
-  IndexSplit split(double train_share, std::optional<std::uint64_t> shuffle = std::nullopt) const;
+  [[nodiscard]] IndexSplit split(double train_share,
+                                 std::optional<std::uint64_t> shuffle = std::nullopt) const;
 
   /// The items in a random order drawn from `seed`.
   Index shuffled(std::uint64_t seed) const {
@@ -258,7 +259,7 @@ class Index {
   }
 
   /// The items at `positions`, unchecked: for callers that made the positions themselves.
-  Index subset_unchecked(std::span<const std::size_t> positions) const {
+  [[nodiscard]] Index subset_unchecked(std::span<const std::size_t> positions) const {
     auto rows = std::make_shared<std::vector<std::size_t>>();
     rows->reserve(positions.size());
     for (std::size_t p : positions) rows->push_back(rows_ ? (*rows_)[p] : p);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <vector>
 
@@ -23,24 +24,33 @@ struct BatchPlan {
 /// per epoch; the last batch of an epoch is the remainder unless drop_last.
 class BatchSampler {
  public:
-  BatchSampler(std::size_t n_items, const RunOptions& options) : n_items_(n_items), options_(options) {
-    if (options.batch_size == 0) throw Error("RunOptions: batch_size must be at least 1");
-    if (options.n_epochs && *options.n_epochs == 0) return;
+  // The options it needs are kept as plain values: copying a disengaged std::optional copies
+  // its unset bytes, which GCC 12 reports as a use of uninitialized memory.
+  BatchSampler(std::size_t n_items, const RunOptions& options)
+      : n_items_(n_items),
+        batch_size_(options.batch_size),
+        endless_(!options.n_epochs.has_value()),
+        n_epochs_(options.n_epochs.value_or(0)),
+        shuffled_(options.shuffle.has_value()),
+        shuffle_seed_(options.shuffle.value_or(0)),
+        drop_last_(options.drop_last) {
+    if (batch_size_ == 0) throw Error("RunOptions: batch_size must be at least 1");
+    if (!endless_ && n_epochs_ == 0) return;
     start_epoch(0);
   }
 
   /// The next batch's plan, or nothing when the last epoch is done.
   std::optional<BatchPlan> next() {
     if (order_.empty()) return std::nullopt;
-    if (cursor_ == order_.size() || (options_.drop_last && order_.size() - cursor_ < options_.batch_size)) {
+    if (cursor_ == order_.size() || (drop_last_ && order_.size() - cursor_ < batch_size_)) {
       const std::size_t next_epoch = epoch_ + 1;
-      if (options_.n_epochs && next_epoch >= *options_.n_epochs) return finish();
+      if (!endless_ && next_epoch >= n_epochs_) return finish();
       // An epoch with no full batch yields nothing, ever: stop rather than loop forever.
       if (epoch_batches_ == 0) return finish();
       start_epoch(next_epoch);
     }
-    const std::size_t take = std::min(options_.batch_size, order_.size() - cursor_);
-    if (options_.drop_last && take < options_.batch_size) return finish();
+    const std::size_t take = std::min(batch_size_, order_.size() - cursor_);
+    if (drop_last_ && take < batch_size_) return finish();
     BatchPlan plan{number_++,
                    epoch_,
                    {order_.begin() + static_cast<std::ptrdiff_t>(cursor_),
@@ -62,11 +72,16 @@ class BatchSampler {
     epoch_batches_ = 0;
     order_.resize(n_items_);
     for (std::size_t i = 0; i < n_items_; ++i) order_[i] = i;
-    if (options_.shuffle) Random(derive_seed(*options_.shuffle, epoch)).shuffle(order_);
+    if (shuffled_) Random(derive_seed(shuffle_seed_, epoch)).shuffle(order_);
   }
 
   std::size_t n_items_;
-  RunOptions options_;
+  std::size_t batch_size_;
+  bool endless_;
+  std::size_t n_epochs_;
+  bool shuffled_;
+  std::uint64_t shuffle_seed_;
+  bool drop_last_;
   std::vector<std::size_t> order_;
   std::size_t cursor_ = 0;
   std::size_t epoch_ = 0;

@@ -17,6 +17,7 @@
 //   to the run's active work (each batch task, each consumer step), not to the stream object: an
 //   idle or finished stream holds no thread setting and limits nothing in the process.
 
+#include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/thread_budget.hpp>
@@ -63,15 +64,28 @@ class Prefetcher {
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
 
-  ~Prefetcher() { cancel_and_wait(); }
+  ~Prefetcher() {
+    cancel_and_wait();
+    blas_.reset();
+  }
 
   /// The next value, or nothing when the plans are exhausted or after an error was delivered.
   /// Rethrows the exception of the batch whose turn it is.
   std::optional<T> next() {
     if (finished_) return std::nullopt;
-    std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
-    if (value && finish_) finish_on_consumer(*value);
-    return value;
+    try {
+      if (!blas_) blas_.emplace(static_cast<int>(budget_.intra_op));
+      std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
+      if (value && finish_) on_consumer([&] { finish_(*value); });
+      return value;
+    } catch (...) {
+      // Any error (a batch's, a finishing step's, the sampler's) ends the stream, and nothing it
+      // launched outlives it: what is in flight is cancelled and waited for first.
+      finished_ = true;
+      cancel_and_wait();
+      blas_.reset();
+      throw;
+    }
   }
 
  private:
@@ -80,7 +94,11 @@ class Prefetcher {
     std::optional<T> value;
     std::exception_ptr error;
     bool done = false;  // under mutex_
-    tbb::task_group task;
+    // Isolated: the batch task does not inherit the cancellation of whatever task the consumer
+    // runs in (a run inside an action, or inside the user's parallel_for), which would skip the
+    // task's body and leave the slot never done.
+    tbb::task_group_context context{tbb::task_group_context::isolated};
+    tbb::task_group task{context};
   };
 
   // prefetch 0: the consumer makes each batch itself.
@@ -92,14 +110,8 @@ class Prefetcher {
     return value;
   }
 
-  void finish_on_consumer(T& value) {
-    on_consumer([&] { finish_(value); });
-  }
-
   // Runs f on the consumer's thread inside the arena (its reserved slot), so that parallel loops
   // in the actions stay within the budget, with the run's thread settings for as long as f runs.
-  // An exception ends the stream: what is in flight is cancelled and waited for, then the
-  // exception goes to the consumer.
   template <class F>
   void on_consumer(F&& f) {
     std::exception_ptr error;
@@ -108,14 +120,10 @@ class Prefetcher {
         ScopedThreadSettings settings(budget_.intra_op);
         f();
       } catch (...) {
-        error = std::current_exception();
+        error = std::current_exception();  // out of the arena before it is rethrown
       }
     });
-    if (error) {
-      finished_ = true;
-      cancel_and_wait();
-      std::rethrow_exception(error);
-    }
+    if (error) std::rethrow_exception(error);
   }
 
   std::optional<T> next_prefetched() {
@@ -131,15 +139,15 @@ class Prefetcher {
       // Nothing to deliver yet: wait in the arena for the oldest batch, making batches meanwhile.
       wait_for(*window_.front());
       ready = next_ready();
+      // The task has ended, so the slot must be done: never wait for it again in a loop.
+      if (ready == window_.end() && !is_done(*window_.front())) {
+        throw Error("batchpipe: a batch task ended without a result (its oneTBB context was cancelled)");
+      }
     }
     std::unique_ptr<Slot> slot = std::move(*ready);
     window_.erase(ready);
     wait_for(*slot);  // done already; a task_group must be waited for before it is destroyed
-    if (slot->error) {
-      finished_ = true;
-      cancel_and_wait();
-      std::rethrow_exception(slot->error);
-    }
+    if (slot->error) std::rethrow_exception(slot->error);  // next() ends the stream
     return std::move(slot->value);
   }
 
@@ -156,17 +164,23 @@ class Prefetcher {
     return (*front)->done ? front : window_.end();
   }
 
+  bool is_done(const Slot& slot) {
+    std::scoped_lock lock(mutex_);
+    return slot.done;
+  }
+
   void wait_for(Slot& slot) {
     arena_.execute([&] { slot.task.wait(); });
   }
 
   void launch(BatchPlan plan) {
-    window_.push_back(std::make_unique<Slot>());
-    Slot* slot = window_.back().get();
+    auto slot = std::make_unique<Slot>();
     slot->plan = std::move(plan);
     // Enqueued (the arena's shared queue, which wakes a worker at once), and counted by the
-    // slot's task_group, which the consumer waits on.
-    arena_.enqueue(slot->task.defer([this, slot] { make(*slot); }));
+    // slot's task_group, which the consumer waits on. The slot joins the window only once its
+    // task is on its way, so that the window never holds a slot nothing will finish.
+    arena_.enqueue(slot->task.defer([this, raw = slot.get()] { make(*raw); }));
+    window_.push_back(std::move(slot));
   }
 
   // One batch task: the batch's work with the run's thread settings, its result parked in the
@@ -199,6 +213,7 @@ class Prefetcher {
 
   std::optional<T> finish() {
     finished_ = true;
+    blas_.reset();  // the run is over: its BLAS setting goes with it
     return std::nullopt;
   }
 
@@ -215,6 +230,7 @@ class Prefetcher {
   bool ordered_;
   ThreadBudget budget_;
   tbb::task_arena arena_;
+  std::optional<BlasThreadsLease> blas_;  // from the first batch asked for to the run's end
 
   std::mutex mutex_;                          // guards the slots' results and done flags
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order

@@ -35,23 +35,23 @@ struct ThreadBudget {
 
 /// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
 /// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
-/// matrices at once. Its size is global to the process, so it is leased: the first lease sets it
-/// and remembers the size found, later ones set theirs while they overlap, and the last one to
-/// end puts the size found back, so that runs that overlap or nest never leave it changed.
+/// matrices at once. Its size is global to the process, and OpenBLAS cannot change it while a
+/// BLAS call runs, so it is leased for a whole run while the run works (not per task): the first
+/// lease sets it and remembers the size found, leases that overlap set theirs, and the last one
+/// to end puts the size found back, so that runs that overlap or nest never leave it changed.
 class BlasThreadsLease {
  public:
   explicit BlasThreadsLease(int n) {
-    const Api& api = blas();
-    if (!api.set || n <= 0) return;
+    if (!blas().set || n <= 0) return;
     std::scoped_lock lock(state().mutex);
-    if (state().leases++ == 0) state().original = api.get();
-    if (api.get() != n) api.set(n);
+    if (state().leases++ == 0) state().original = blas().get();
+    set(n);
     leased_ = true;
   }
   ~BlasThreadsLease() {
     if (!leased_) return;
     std::scoped_lock lock(state().mutex);
-    if (--state().leases == 0 && blas().get() != state().original) blas().set(state().original);
+    if (--state().leases == 0) set(state().original);
   }
   BlasThreadsLease(const BlasThreadsLease&) = delete;
   BlasThreadsLease& operator=(const BlasThreadsLease&) = delete;
@@ -71,9 +71,9 @@ class BlasThreadsLease {
     static const Api api = [] {
       Api found;
 #if __has_include(<dlfcn.h>)
-      found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
       found.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-      if (!found.get) found.set = nullptr;
+      if (found.get)
+        found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
 #endif
       return found;
     }();
@@ -83,18 +83,26 @@ class BlasThreadsLease {
     static State shared;
     return shared;
   }
+  // OpenBLAS built for OpenMP also sets the calling thread's OpenMP count, which is LibTorch's
+  // intra-op count there: that one is kept as it was.
+  static void set(int n) {
+    if (blas().get() == n) return;
+    const int intra_op = at::get_num_threads();
+    blas().set(n);
+    if (at::get_num_threads() != intra_op) at::set_num_threads(intra_op);
+  }
+
   bool leased_ = false;
 };
 
 /// LibTorch's intra-op thread count for one piece of a run's work on the calling thread (a batch
 /// on a worker, a step on the consumer), restored when the piece ends. With OpenMP the count is
 /// kept per thread, so a piece of work sets it on its own thread, and restoring it there keeps a
-/// run's setting from leaking into other runs, whatever order runs end in. The BLAS pool is
-/// leased for the same span.
+/// run's setting from leaking into other runs, whatever order runs end in. (at::set_num_threads
+/// also records a default for threads started later; restoring puts that back too.)
 class ScopedThreadSettings {
  public:
-  explicit ScopedThreadSettings(std::size_t intra_op)
-      : previous_(at::get_num_threads()), blas_(static_cast<int>(intra_op)) {
+  explicit ScopedThreadSettings(std::size_t intra_op) : previous_(at::get_num_threads()) {
     apply(static_cast<int>(intra_op));
   }
   ~ScopedThreadSettings() { apply(previous_); }
@@ -109,7 +117,6 @@ class ScopedThreadSettings {
   }
 
   int previous_;
-  BlasThreadsLease blas_;
 };
 
 }  // namespace batchpipe::detail

@@ -28,7 +28,7 @@ namespace detail {
 inline at::Tensor read_item_file(const std::filesystem::path& path, const std::string& format) {
   if (format == "npy") return io::read_npy(path);
   if (format == "idx") return io::read_idx(path);
-#if __has_include(<stb/stb_image.h>)
+#if BATCHPIPE_HAS_STB
   if (format == "image") return io::read_image(path);
 #endif
   throw Error("unknown file format '" + format + "' (formats: npy, idx, image)");
@@ -38,7 +38,7 @@ inline void write_item_file(const std::filesystem::path& path, const std::string
                             const at::Tensor& item) {
   if (format == "npy") return io::write_npy(path, item);
   if (format == "idx") return io::write_idx(path, item);
-#if __has_include(<stb/stb_image.h>)
+#if BATCHPIPE_HAS_STB
   if (format == "png" || format == "jpg") return io::write_image(path, item);
 #endif
   throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg)");
@@ -67,7 +67,7 @@ class ImagesBatchBase : public Batch<Derived> {
     const Index& items = this->index();
     std::vector<std::filesystem::path> paths;
     for (std::size_t i = 0; i < items.size(); ++i) paths.push_back(items.path(i));
-#if __has_include(<stb/stb_image.h>)
+#if BATCHPIPE_HAS_STB
     if (format == "image") {
       (*this)[component] = io::read_images(paths);
       return;

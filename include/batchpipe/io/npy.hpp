@@ -141,6 +141,9 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
   const auto fortran = detail::npy_field(header, "fortran_order");
   const auto shape_text = detail::npy_field(header, "shape");
   if (!descr || !fortran || !shape_text) throw FileError(path, "malformed header: " + header);
+  if (descr->size() < 4 || descr->front() != '\'' || descr->back() != '\'') {
+    throw FileError(path, "malformed dtype " + *descr);
+  }
   const std::string type = descr->substr(1, descr->size() - 2);  // drop the quotes
   if (type.size() < 2) throw FileError(path, "malformed dtype " + *descr);
   if (type[0] == '>' && type.substr(1) != "b1" && type.substr(1) != "u1" && type.substr(1) != "i1") {
