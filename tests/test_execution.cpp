@@ -57,6 +57,10 @@ struct OuterBatch : bp::Batch<OuterBatch> {
   ACTION(run_inner)(bp::RunOptions inner, std::atomic<int>& inner_batches) {
     inner_batches += static_cast<int>(bp::Dataset<InnerBatch>(8).pipeline().nap().run(inner).batches);
   }
+  ACTION(run_inner_then_probe)(bp::RunOptions inner, std::atomic<int>& threads_after) {
+    (void)bp::Dataset<InnerBatch>(2).pipeline().nap().run(inner);
+    threads_after = at::get_num_threads();
+  }
 };
 
 }  // namespace
@@ -261,8 +265,9 @@ TEST_CASE("a run inside an action of another run never hangs", "[execution][nest
 TEST_CASE("an idle or finished stream limits nothing in the process", "[execution]") {
   const int before = at::get_num_threads();
   auto throttled = numbers(8).pipeline();
-  REQUIRE(throttled.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1}));  // idle, still alive
-  auto finished = numbers(2).gen_batch({.batch_size = 2, .threads = 1});
+  REQUIRE(throttled.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1, .intra_op_threads = 3}));
+  CHECK(at::get_num_threads() == before);  // between calls the iteration holds nothing
+  auto finished = numbers(2).gen_batch({.batch_size = 2, .threads = 1, .intra_op_threads = 3});
   while (finished.next()) {}
   CHECK(at::get_num_threads() == before);
   // Another run still gets two batches at once.
@@ -273,19 +278,43 @@ TEST_CASE("an idle or finished stream limits nothing in the process", "[executio
 
 TEST_CASE("thread settings are restored however overlapping streams end", "[execution]") {
   const int before = at::get_num_threads();
+  for (const bool creation_order : {true, false}) {
+    CAPTURE(creation_order);
+    Probes probes;
+    auto pipeline = numbers(8).pipeline().work(probes, 0);
+    std::optional<bp::BatchStream<ExecBatch>> first(
+        pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 1}));
+    REQUIRE(first->next());
+    CHECK(probes.intra_op_threads == 1);
+    CHECK(at::get_num_threads() == 1);  // the consumer's count, while its stream runs
+    std::optional<bp::BatchStream<ExecBatch>> second(
+        pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 3}));
+    REQUIRE(second->next());
+    CHECK(probes.intra_op_threads == 3);
+    REQUIRE(first->next());
+    CHECK(probes.intra_op_threads == 1);  // each stream's steps get its own count
+    if (creation_order) {
+      first.reset();
+      second.reset();
+    } else {
+      second.reset();
+      CHECK(at::get_num_threads() == 1);  // back to the stream still running
+      first.reset();
+    }
+    CHECK(at::get_num_threads() == before);
+  }
+}
+
+TEST_CASE("a run inside an action gives its caller back the caller's thread count", "[execution][nested]") {
+  const int before = at::get_num_threads();
+  std::atomic<int> after_inner{0};
   Probes probes;
-  auto pipeline = numbers(8).pipeline().work(probes, 0);
-  std::optional<bp::BatchStream<ExecBatch>> first(
-      pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 1}));
-  REQUIRE(first->next());
-  CHECK(probes.intra_op_threads == 1);
-  std::optional<bp::BatchStream<ExecBatch>> second(
-      pipeline.gen_batch({.batch_size = 2, .intra_op_threads = 3}));
-  REQUIRE(second->next());
-  CHECK(probes.intra_op_threads == 3);
-  CHECK(at::get_num_threads() == before);  // the settings belong to the work, not to the streams
-  first.reset();                           // they end in the order they were made
-  second.reset();
+  const bp::RunOptions inner{.batch_size = 2, .prefetch = 0, .intra_op_threads = 3};
+  bp::Dataset<OuterBatch>(4)
+      .pipeline()
+      .run_inner_then_probe(inner, after_inner)
+      .run({.batch_size = 2, .prefetch = 0, .intra_op_threads = 2});
+  CHECK(after_inner == 2);
   CHECK(at::get_num_threads() == before);
 }
 

@@ -95,6 +95,9 @@ class BatchStream {
   BatchStream(std::unique_ptr<detail::Prefetcher<B>> prefetcher, std::uint64_t seed)
       : prefetcher_(std::move(prefetcher)), seed_(seed) {}
 
+  // Hands back the run's thread settings until the next batch is asked for.
+  void pause() { prefetcher_->pause(); }
+
   std::unique_ptr<detail::Prefetcher<B>> prefetcher_;
   std::uint64_t seed_;
   std::optional<B> current_;

@@ -142,7 +142,9 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// continue it); nothing once it is over. reset_iter() starts again.
   std::optional<B> next_batch(const RunOptions& options) {
     if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
-    return iteration_.value->next();
+    auto batch = iteration_.value->next();
+    iteration_.value->pause();  // the iteration waits for the next call: it holds no thread setting
+    return batch;
   }
   /// Forgets the iteration next_batch() started: the next call starts a new one.
   void reset_iter() { iteration_.value.reset(); }

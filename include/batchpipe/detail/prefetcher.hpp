@@ -13,9 +13,11 @@
 //   of another run (a worker thread as consumer), or a run whose arena gets no worker at all,
 //   still makes progress: nothing hangs for want of a thread.
 // - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
-//   it so that they do not oversubscribe the cores (see thread_budget.hpp). The settings belong
-//   to the run's active work (each batch task, each consumer step), not to the stream object: an
-//   idle or finished stream holds no thread setting and limits nothing in the process.
+//   it so that they do not oversubscribe the cores (see thread_budget.hpp). The consumer's count
+//   is leased on its thread from the run's first batch to its end (or to pause()): an ended or
+//   paused stream holds no thread setting and limits nothing in the process. A batch task on a
+//   worker sets the workers' count and leaves it: the workers are oneTBB's, and whatever runs on
+//   them next sets its own (putting it back after every task would cost a pool rebuild each).
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
@@ -35,6 +37,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <utility>
 
 namespace batchpipe::detail {
@@ -66,7 +69,7 @@ class Prefetcher {
 
   ~Prefetcher() {
     cancel_and_wait();
-    blas_.reset();
+    consumer_.reset();
   }
 
   /// The next value, or nothing when the plans are exhausted or after an error was delivered.
@@ -74,7 +77,10 @@ class Prefetcher {
   std::optional<T> next() {
     if (finished_) return std::nullopt;
     try {
-      if (!blas_) blas_.emplace(static_cast<int>(budget_.intra_op));
+      if (!consumer_) {
+        consumer_.emplace(budget_);
+        consumer_thread_.store(std::this_thread::get_id());
+      }
       std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
       if (value && finish_) on_consumer([&] { finish_(*value); });
       return value;
@@ -83,9 +89,16 @@ class Prefetcher {
       // launched outlives it: what is in flight is cancelled and waited for first.
       finished_ = true;
       cancel_and_wait();
-      blas_.reset();
+      consumer_.reset();
       throw;
     }
+  }
+
+  /// Puts back the thread settings of the consumer's thread until the next call to next(): for
+  /// a stream that is kept between batches while other work runs (Pipeline::next_batch).
+  void pause() {
+    consumer_.reset();
+    consumer_thread_.store(std::thread::id{});
   }
 
  private:
@@ -111,13 +124,13 @@ class Prefetcher {
   }
 
   // Runs f on the consumer's thread inside the arena (its reserved slot), so that parallel loops
-  // in the actions stay within the budget, with the run's thread settings for as long as f runs.
+  // in the actions stay within the budget, with the consumer's thread settings.
   template <class F>
   void on_consumer(F&& f) {
     std::exception_ptr error;
     arena_.execute([&] {
       try {
-        ScopedThreadSettings settings(budget_.intra_op);
+        consumer_->intra_op.apply();
         f();
       } catch (...) {
         error = std::current_exception();  // out of the arena before it is rethrown
@@ -190,7 +203,10 @@ class Prefetcher {
     std::exception_ptr error;
     try {
       if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
-      ScopedThreadSettings settings(budget_.intra_op);
+      // On the consumer (which makes batches while it waits) the batch keeps the consumer's
+      // count: preparation kernels give the same result either way, and switching costs more.
+      if (std::this_thread::get_id() != consumer_thread_.load())
+        set_intra_op_threads(static_cast<int>(budget_.worker_intra_op));
       value.emplace(work_(std::move(slot.plan), cancelled_));
     } catch (...) {
       error = std::current_exception();
@@ -213,7 +229,7 @@ class Prefetcher {
 
   std::optional<T> finish() {
     finished_ = true;
-    blas_.reset();  // the run is over: its BLAS setting goes with it
+    consumer_.reset();  // the run is over: its settings go with it
     return std::nullopt;
   }
 
@@ -230,7 +246,16 @@ class Prefetcher {
   bool ordered_;
   ThreadBudget budget_;
   tbb::task_arena arena_;
-  std::optional<BlasThreadsLease> blas_;  // from the first batch asked for to the run's end
+  // The run's settings on the consumer's thread and OpenBLAS's pool: from the first batch asked
+  // for to the run's end.
+  struct ConsumerSettings {
+    explicit ConsumerSettings(const ThreadBudget& budget)
+        : blas(static_cast<int>(budget.consumer_intra_op)), intra_op(budget.consumer_intra_op) {}
+    BlasThreadsLease blas;
+    IntraOpThreadsLease intra_op;
+  };
+  std::optional<ConsumerSettings> consumer_;
+  std::atomic<std::thread::id> consumer_thread_{};  // read by the tasks
 
   std::mutex mutex_;                          // guards the slots' results and done flags
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order

@@ -7,28 +7,38 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <memory>
 #include <mutex>
+#include <optional>
 #if __has_include(<dlfcn.h>)
 #include <dlfcn.h>
 #endif
 #include <thread>
+#include <vector>
 
 namespace batchpipe::detail {
 
-/// How a run's threads are shared out.
+/// How a run's threads are shared out. The consumer's steps (a singleton training step and what
+/// follows it) get the whole budget for LibTorch's kernels, whatever the prefetch, so that one
+/// seed gives one result at every prefetch; the batches made ahead on the arena's workers run
+/// single-threaded kernels, so that several of them at once stay within the cores.
 struct ThreadBudget {
-  std::size_t total = 1;     // the budget: cores the run may use
-  std::size_t batches = 1;   // batches computed at once
-  std::size_t intra_op = 1;  // LibTorch intra-op threads
+  std::size_t total = 1;              // the budget: cores the run may use
+  std::size_t batches = 1;            // batches computed at once
+  std::size_t consumer_intra_op = 1;  // LibTorch intra-op threads on the consumer's thread
+  std::size_t worker_intra_op = 1;    // LibTorch intra-op threads in a batch task on a worker
 
   static ThreadBudget from(const RunOptions& options) {
     ThreadBudget budget;
     budget.total =
         options.threads ? options.threads : std::max<std::size_t>(1, std::thread::hardware_concurrency());
     budget.batches = options.prefetch == 0 ? 1 : std::min(budget.total, options.prefetch + 1);
-    budget.intra_op = options.intra_op_threads ? options.intra_op_threads
-                                               : std::max<std::size_t>(1, budget.total / budget.batches);
+    budget.consumer_intra_op = options.intra_op_threads ? options.intra_op_threads : budget.total;
+    budget.worker_intra_op = options.intra_op_threads ? options.intra_op_threads : 1;
     return budget;
   }
 };
@@ -95,28 +105,76 @@ class BlasThreadsLease {
   bool leased_ = false;
 };
 
-/// LibTorch's intra-op thread count for one piece of a run's work on the calling thread (a batch
-/// on a worker, a step on the consumer), restored when the piece ends. With OpenMP the count is
-/// kept per thread, so a piece of work sets it on its own thread, and restoring it there keeps a
-/// run's setting from leaking into other runs, whatever order runs end in. (at::set_num_threads
-/// also records a default for threads started later; restoring puts that back too.)
-class ScopedThreadSettings {
+/// Sets LibTorch's intra-op thread count of the calling thread, when it differs. Setting the same
+/// value again is skipped: it costs as much as a change, and LibTorch's native thread pool (in
+/// builds without OpenMP) warns about any change made after parallel work started.
+inline void set_intra_op_threads(int threads) {
+  if (threads > 0 && threads != at::get_num_threads()) at::set_num_threads(threads);
+}
+
+/// LibTorch's intra-op thread count, leased on the calling thread for a piece of a run's work: a
+/// run's consumer steps (from its first batch to its end) or one batch task on a worker. With
+/// OpenMP the count is kept per thread, so a lease sets it on its own thread only.
+///
+/// Changing the count is expensive (LibTorch rebuilds its thread pools: about a millisecond here),
+/// so a lease does not put the count back after every step: the leases alive on a thread form a
+/// stack, and only the lease on top puts back, when it ends, the count found when it began. A
+/// lease that ends below the top hands the count it found to the lease above it, so that leases
+/// ending in any order (overlapping streams, a run nested in another's action) leave the thread
+/// as they found it once the last one ends, and never in between with a count no run asked for.
+class IntraOpThreadsLease {
  public:
-  explicit ScopedThreadSettings(std::size_t intra_op) : previous_(at::get_num_threads()) {
-    apply(static_cast<int>(intra_op));
+  explicit IntraOpThreadsLease(std::size_t threads)
+      : threads_(static_cast<int>(threads)), leases_(thread_leases()), id_(next_id()) {
+    {
+      std::scoped_lock lock(leases_->mutex);
+      leases_->stack.push_back({id_, at::get_num_threads()});
+    }
+    apply();
   }
-  ~ScopedThreadSettings() { apply(previous_); }
-  ScopedThreadSettings(const ScopedThreadSettings&) = delete;
-  ScopedThreadSettings& operator=(const ScopedThreadSettings&) = delete;
+  ~IntraOpThreadsLease() {
+    std::optional<int> restore;
+    {
+      std::scoped_lock lock(leases_->mutex);
+      auto& stack = leases_->stack;
+      const auto it = std::find_if(stack.begin(), stack.end(), [&](const Entry& e) { return e.id == id_; });
+      if (std::next(it) == stack.end()) {
+        restore = it->found;
+      } else {
+        std::next(it)->found = it->found;
+      }
+      stack.erase(it);
+    }
+    // Only on the thread that took the lease: a count can be set for the calling thread only.
+    if (restore && leases_ == thread_leases()) set_intra_op_threads(*restore);
+  }
+  IntraOpThreadsLease(const IntraOpThreadsLease&) = delete;
+  IntraOpThreadsLease& operator=(const IntraOpThreadsLease&) = delete;
+
+  /// Sets the leased count again (at each step: something between the steps may have changed it).
+  void apply() const { set_intra_op_threads(threads_); }
 
  private:
-  // Setting the same value again is skipped: LibTorch's native thread pool (in builds without
-  // OpenMP) warns about any change made after parallel work started.
-  static void apply(int n) {
-    if (n > 0 && n != at::get_num_threads()) at::set_num_threads(n);
+  struct Entry {
+    std::uint64_t id;
+    int found;  // the count to put back when this lease ends on top
+  };
+  // Shared, so that a lease that ends on another thread (a stream handed over) still finds it.
+  struct Leases {
+    std::mutex mutex;
+    std::vector<Entry> stack;
+  };
+  static const std::shared_ptr<Leases>& thread_leases() {
+    thread_local const auto leases = std::make_shared<Leases>();
+    return leases;
   }
-
-  int previous_;
+  static std::uint64_t next_id() {
+    static std::atomic<std::uint64_t> counter{0};
+    return ++counter;
+  }
+  int threads_;
+  std::shared_ptr<Leases> leases_;
+  std::uint64_t id_;
 };
 
 }  // namespace batchpipe::detail
