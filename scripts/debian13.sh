@@ -13,12 +13,13 @@ set -euo pipefail
 root=${BATCHPIPE_DEBIAN13_ROOT:-/var/cache/batchpipe/debian13}
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 # Bumped whenever the package list changes, so that an older root is completed, not trusted.
-root_version=1
+root_version=2
 packages=(
   build-essential cmake ninja-build g++ clang
   libtorch-dev libtbb-dev catch2 libgloo-dev libopenblas0-pthread
   libcli11-dev libstb-dev zlib1g-dev libgmock-dev nlohmann-json3-dev
   dataset-fashion-mnist
+  libclang-rt-19-dev llvm-19  # the sanitizers' and libFuzzer's runtimes, llvm-symbolizer
 )
 
 archive_url() {
@@ -42,7 +43,8 @@ make_root() {
     mkdir -p "$root"
     debootstrap --variant=minbase trixie "$root" "$url" >/dev/null
   fi
-  echo "deb $url trixie main" > "$root/etc/apt/sources.list"
+  # deb-src: scripts/sanitize.sh builds oneTBB from Debian's source for ThreadSanitizer.
+  printf 'deb %s trixie main\ndeb-src %s trixie main\n' "$url" "$url" > "$root/etc/apt/sources.list"
   with_mounts chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c \
     "apt-get update -qq && apt-get install -y -qq --no-install-recommends ${packages[*]} >/dev/null"
   echo "$root_version" > "$root/.batchpipe-root"

@@ -14,7 +14,10 @@ struct Probes {
   test::ConcurrencyProbe parallel;
   std::atomic<int> started{0};
   std::atomic<int> finished{0};
-  std::atomic<int> intra_op_threads{0};
+  std::atomic<int> intra_op_threads{0};  // the count the last batch saw
+  const std::thread::id consumer = std::this_thread::get_id();
+  std::mutex mutex;
+  std::set<int> worker_intra_op_threads;  // the counts seen by batches made on workers
 };
 
 struct ExecBatch : bp::Batch<ExecBatch> {
@@ -22,6 +25,10 @@ struct ExecBatch : bp::Batch<ExecBatch> {
     ++probes.started;
     test::ConcurrencyProbe::Scope scope(probes.parallel);
     probes.intra_op_threads = at::get_num_threads();
+    if (std::this_thread::get_id() != probes.consumer) {
+      std::scoped_lock lock(probes.mutex);
+      probes.worker_intra_op_threads.insert(at::get_num_threads());
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
     ++probes.finished;
   }
@@ -38,6 +45,9 @@ struct ExecBatch : bp::Batch<ExecBatch> {
   ACTION(fail_fast)(std::size_t failing) {  // the failing batch is done long before the others
     if (number() == failing) throw std::invalid_argument("bad item in batch " + std::to_string(failing));
     std::this_thread::sleep_for(20ms);
+  }
+  ACTION(finish_on_consumer, .singleton = true)(Probes& probes) {
+    probes.intra_op_threads = at::get_num_threads();
   }
   ACTION(record, .singleton = true)(std::vector<std::size_t>& order) { order.push_back(number()); }
   ACTION(mismatch)() { set("product", at::ones({2, 3}).matmul(at::ones({2, 3}))); }  // LibTorch throws
@@ -308,7 +318,6 @@ TEST_CASE("thread settings are restored however overlapping streams end", "[exec
 TEST_CASE("a run inside an action gives its caller back the caller's thread count", "[execution][nested]") {
   const int before = at::get_num_threads();
   std::atomic<int> after_inner{0};
-  Probes probes;
   const bp::RunOptions inner{.batch_size = 2, .prefetch = 0, .intra_op_threads = 3};
   bp::Dataset<OuterBatch>(4)
       .pipeline()
@@ -321,8 +330,13 @@ TEST_CASE("a run inside an action gives its caller back the caller's thread coun
 TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "[execution]") {
   const int before = at::get_num_threads();
   Probes probes;
-  numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 1, .threads = 2});
-  CHECK(probes.intra_op_threads == 1);  // two batches at once, one thread each
+  numbers(8)
+      .pipeline()
+      .work(probes, 10)
+      .finish_on_consumer(probes)
+      .run({.batch_size = 2, .prefetch = 1, .threads = 2});
+  CHECK(probes.worker_intra_op_threads == std::set<int>{1});  // batches made ahead: one thread each
+  CHECK(probes.intra_op_threads == 2);                        // the consumer's steps: the whole budget
   numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 0, .threads = 2});
   CHECK(probes.intra_op_threads == 2);  // one batch at a time gets the whole budget
   numbers(8).pipeline().work(probes, 1).run(

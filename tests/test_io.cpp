@@ -167,8 +167,11 @@ TEST_CASE("readers check sizes from the file before they allocate", "[io][npy][i
   write_bytes(npy,
               npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }"));
   CHECK_THROWS_WITH(bp::io::read_npy(npy),
-                    test::contains("x.npy: truncated: shape [4611686018427387904, 8] of "
-                                   "<f4 needs more than 2^64 bytes of data"));
+                    test::contains("x.npy: shape [4611686018427387904, 8] is too large for a tensor"));
+  // An empty shape is no excuse: the strides of the other sizes must fit too (found by fuzzing).
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (0, 4611686018427387904, "
+                             "4611686018427387904), }"));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy), test::contains("is too large for a tensor"));
   write_bytes(npy,
               npy_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }", "12345678"));
   CHECK_THROWS_WITH(
@@ -188,8 +191,11 @@ TEST_CASE("readers check sizes from the file before they allocate", "[io][npy][i
   // Three dimensions of 2^32 - 1 bytes each, in a 16-byte file.
   write_bytes(idx, std::string("\0\0\x08\x03\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 16));
   CHECK_THROWS_WITH(bp::io::read_idx(idx),
-                    test::contains("x.idx: truncated: shape [4294967295, 4294967295, 4294967295] needs more "
-                                   "than 2^64 bytes of data, the file has 0"));
+                    test::contains("x.idx: shape [4294967295, 4294967295, 4294967295] is too large for a "
+                                   "tensor: its sizes multiply past 2^63 bytes"));
+  write_bytes(idx, std::string("\0\0\x08\x04\0\0\0\0\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 20));
+  CHECK_THROWS_WITH(bp::io::read_idx(idx),
+                    test::contains("[0, 4294967295, 4294967295, 4294967295] is too large"));
   write_bytes(idx, std::string("\0\0\x08\x01\x7F\xFF\xFF\xFF", 8));
   CHECK_THROWS_WITH(bp::io::read_idx(idx), test::contains("needs 2147483647 bytes of data, the file has 0"));
   write_bytes(idx, std::string("\0\0\x42\x01\0\0\0\x01x", 9));
@@ -234,6 +240,25 @@ TEST_CASE("CSV columns read by name, with the line of a bad row", "[io][csv]") {
                     test::contains("line 3, column 'b': 'x4' is not a number"));
   write_bytes(file, "");
   CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}), test::contains("empty file"));
+}
+
+TEST_CASE("an image file whose header announces more than the file holds is an error, not an allocation",
+          "[io][image]") {
+  Scratch scratch;
+  // 20 bytes that announce 30000x30000 gray pixels (900 MB).
+  write_bytes(scratch / "huge.pgm", "P5\n30000 30000\n255\na");
+  CHECK_THROWS_WITH(bp::io::read_image(scratch / "huge.pgm"),
+                    test::contains("huge.pgm: cannot decode image: its header announces 30000x30000 pixels, "
+                                   "more than a file of 20 bytes can hold"));
+  // A 1x1 PNG whose data chunk announces 2 GB (found by fuzzing: stb allocated it before reading).
+  bp::io::write_image(scratch / "tiny.png", torch::zeros({1, 1, 1}, torch::kByte));
+  auto png = bytes_of(scratch / "tiny.png");
+  const auto idat = png.find("IDAT");
+  REQUIRE(idat != std::string::npos);
+  png.replace(idat - 4, 4, std::string("\x7F\xFF\xFF\xFF", 4));
+  write_bytes(scratch / "tiny.png", png);
+  CHECK_THROWS_WITH(bp::io::read_image(scratch / "tiny.png"),
+                    test::contains("tiny.png: cannot decode image: a PNG chunk announces 2147483647 bytes"));
 }
 
 TEST_CASE("images round-trip through PNG and decode in parallel", "[io][image]") {

@@ -124,11 +124,11 @@ inline at::Tensor read_idx(const std::filesystem::path& path) {
   const std::uint64_t header_size = 4 + 4 * n_dims;
   const std::uint64_t data_limit = compressed ? batchpipe::detail::gzip_inflated_limit(file_size)
                                               : file_size - std::min(file_size, header_size);
-  const auto needed = batchpipe::detail::shape_bytes(shape, c10::elementSize(type->dtype));
+  const auto needed = batchpipe::detail::tensor_bytes(path, shape, c10::elementSize(type->dtype));
   if (needed > data_limit) {
     throw FileError(
         path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " needs " +
-                  batchpipe::detail::bytes_text(needed) + " of data, " +
+                  std::to_string(needed) + " bytes" + " of data, " +
                   (compressed ? "more than a gzip file of " + std::to_string(file_size) + " bytes can hold"
                               : "the file has " + std::to_string(data_limit)));
   }

@@ -13,20 +13,75 @@
 #include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 namespace batchpipe::io {
 
+namespace detail {
+
+/// The most pixel bytes an image file of `file_size` bytes can hold, with room to spare: stb's
+/// formats compress at most about 11000 to 1 (GIF's LZW: up to 4093 pixels per 12-bit code,
+/// decoded to 4 bytes each; deflate in PNG: 1032 to 1; JPEG: about 1000; run lengths: 128).
+constexpr std::uint64_t image_decoded_limit(std::uint64_t file_size) { return (file_size + 1) * 16384; }
+
+/// An image whose header announces more pixels than its file can hold is an error before stb
+/// allocates them: a 50-byte header may announce gigabytes.
+inline void check_image_size(const std::filesystem::path& path, int width, int height, int channels) {
+  const auto file_size = std::filesystem::file_size(path);
+  const auto bytes = static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(height) *
+                     static_cast<std::uint64_t>(channels);
+  if (bytes > image_decoded_limit(file_size)) {
+    throw FileError(path, "cannot decode image: its header announces " + std::to_string(width) + "x" +
+                              std::to_string(height) + " pixels, more than a file of " +
+                              std::to_string(file_size) + " bytes can hold");
+  }
+}
+
+/// stb grows its PNG buffer to each chunk's announced length before it reads the chunk, so a
+/// PNG file's chunks are walked first: none may announce more bytes than the file has left.
+inline void check_png_chunks(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::array<unsigned char, 8> signature{};
+  if (!in.read(reinterpret_cast<char*>(signature.data()), 8) ||
+      std::memcmp(signature.data(), "\x89PNG\r\n\x1a\n", 8) != 0) {
+    return;  // not a PNG file
+  }
+  const auto file_size = std::filesystem::file_size(path);
+  std::uint64_t offset = 8;
+  std::array<unsigned char, 8> header{};  // length (big-endian) and type
+  while (in.read(reinterpret_cast<char*>(header.data()), 8)) {
+    const std::uint64_t length =
+        (std::uint64_t{header[0]} << 24) | (header[1] << 16) | (header[2] << 8) | header[3];
+    offset += 8;
+    if (length + 4 > file_size - offset) {  // the data and its CRC
+      throw FileError(path, "cannot decode image: a PNG chunk announces " + std::to_string(length) +
+                                " bytes, the file has " + std::to_string(file_size - offset) + " left");
+    }
+    offset += length + 4;
+    in.seekg(static_cast<std::streamoff>(offset));
+  }
+}
+
+}  // namespace detail
+
 /// @brief Decodes one image file into a uint8 tensor [channels, height, width]. `channels` 0
 /// keeps the file's own; 1, 3 or 4 converts.
 inline at::Tensor read_image(const std::filesystem::path& path, int channels = 0) {
   if (!std::filesystem::exists(path)) throw FileError(path, "no such file");
   int width = 0, height = 0, in_file = 0;
+  if (!stbi_info(path.c_str(), &width, &height, &in_file)) {
+    throw FileError(path, std::string("cannot decode image: ") + stbi_failure_reason());
+  }
+  detail::check_image_size(path, width, height, channels ? channels : in_file);
+  detail::check_png_chunks(path);
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load(path.c_str(), &width, &height, &in_file, channels), stbi_image_free);
   if (!pixels) throw FileError(path, std::string("cannot decode image: ") + stbi_failure_reason());

@@ -158,10 +158,10 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
 
   const std::uint64_t data_limit =
       file_size - std::min<std::uint64_t>(file_size, preamble_size + header_size);
-  const auto needed = batchpipe::detail::shape_bytes(shape, c10::elementSize(known->dtype));
+  const auto needed = batchpipe::detail::tensor_bytes(path, shape, c10::elementSize(known->dtype));
   if (needed > data_limit) {
     throw FileError(path, "truncated: shape " + batchpipe::detail::shape_string(shape) + " of " + type +
-                              " needs " + batchpipe::detail::bytes_text(needed) + " of data, the file has " +
+                              " needs " + std::to_string(needed) + " bytes" + " of data, the file has " +
                               std::to_string(data_limit));
   }
   at::Tensor tensor = at::empty(shape, at::TensorOptions().dtype(known->dtype));
