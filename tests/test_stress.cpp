@@ -3,6 +3,7 @@
 // a watchdog that names the case's seed instead of hanging.
 #include "support.hpp"
 
+#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <random>
@@ -211,12 +212,22 @@ void check(const std::vector<std::string>& problems) {
   for (const auto& problem : problems) FAIL_CHECK(problem);
 }
 
+/// A count from the environment, or `fallback`.
+std::uint64_t from_environment(const char* name, std::uint64_t fallback) {
+  const char* text = std::getenv(name);
+  return text ? std::strtoull(text, nullptr, 10) : fallback;
+}
+
 }  // namespace
 
+// BATCHPIPE_STRESS_CASES=N runs N cases (300 by default); BATCHPIPE_STRESS_SEED=S replays the
+// one case of seed S (a failure names it).
 TEST_CASE("random pipelines with injected faults keep every guarantee", "[stress]") {
-  constexpr std::uint64_t cases = 300;
+  const std::uint64_t first = from_environment("BATCHPIPE_STRESS_SEED", 1);
+  const std::uint64_t cases =
+      std::getenv("BATCHPIPE_STRESS_SEED") ? 1 : from_environment("BATCHPIPE_STRESS_CASES", 300);
   std::size_t faults = 0;
-  for (std::uint64_t seed = 1; seed <= cases; ++seed) {
+  for (std::uint64_t seed = first; seed < first + cases; ++seed) {
     const Case c = random_case(seed);
     faults += c.faults.on_workers.size() + c.faults.on_consumer.size();
     std::vector<std::string> problems;

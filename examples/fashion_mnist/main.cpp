@@ -30,7 +30,7 @@ struct Settings {
   std::size_t prefetch = 2;
   std::uint64_t seed = 42;
   std::size_t threads = 0;
-  std::size_t intra_op_threads = 1;
+  std::size_t intra_op_threads = 0;
   double learning_rate = 1e-3;
   double lr_decay = 0.75;
   std::string augment = "flip";
@@ -133,8 +133,8 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   app.add_option("--intra-op-threads", s.intra_op_threads,
-                 "LibTorch threads per operation; fixed so that results do not depend on --prefetch (0: from "
-                 "the budget)")
+                 "LibTorch threads per operation (0: the whole budget for the training step, one for each "
+                 "batch prepared ahead); results do not depend on --prefetch either way")
       ->check(CLI::Range(0, 4096))
       ->capture_default_str();
   app.add_option("--lr", s.learning_rate, "learning rate of Adam")

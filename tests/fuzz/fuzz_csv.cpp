@@ -6,6 +6,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const auto path = batchpipe::fuzz::input_file(".csv");
-  return batchpipe::fuzz::read_input(
-      data, size, path, [](const auto& file) { (void)batchpipe::io::read_csv(file, {"a", "b"}); });
+  return batchpipe::fuzz::read_input(data, size, path, [](const auto& file) {
+    (void)batchpipe::io::read_csv(file, {"a", "b"});
+  });
 }
