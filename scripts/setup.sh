@@ -14,6 +14,7 @@ packages=(
   libopenblas0-pthread  # without it LibTorch falls back to reference BLAS (about 17x slower)
   dataset-fashion-mnist # real data for the examples
   libcli11-dev          # command-line flags in the examples
+  libbenchmark-dev      # W0 micro benchmarks (examples/benchmark/overhead.cpp)
   libstb-dev            # PNG / JPEG decoding
   zlib1g-dev            # gzip-compressed IDX files
 )

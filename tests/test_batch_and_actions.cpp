@@ -50,8 +50,12 @@ TEST_CASE("components are reachable by name and per item", "[batch]") {
   CHECK_THROWS_WITH(batch.get("labels"), test::contains("no component 'labels' (components: images, names)"));
   CHECK_THROWS_WITH(batch.get<int>("images"), test::contains("component 'images' holds at::Tensor, not int"));
   CHECK_THROWS_WITH(batch.item(2), test::contains("item 2 is out of range (batch of 2)"));
+  batch.set("short", std::vector<int>{7});  // fewer elements than items: an error, not a crash
+  CHECK_THROWS_WITH(batch.item(1).get<int>("short"),
+                    test::contains("component 'short' has 1 elements, too few for item 1 of a batch of 2"));
   batch.erase("names");
   CHECK_FALSE(batch.has("names"));
+  CHECK_THROWS_WITH(bp::Random(1).below(0), test::contains("Random::below(0)"));
 }
 
 TEST_CASE("the registry lists every action with its options", "[actions]") {

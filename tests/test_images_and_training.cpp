@@ -41,6 +41,15 @@ struct Trainable : bp::ImagesBatchBase<Trainable> {
   }
 };
 
+// Batches whose images can be made non-contiguous, which sends normalize, flip and crop down
+// their tensor-operation path instead of the one-pass kernels.
+struct StridedImages : bp::ImagesBatchBase<StridedImages> {
+  ACTION(strided)() {
+    auto& x = (*this)["images"];
+    x = x.transpose(-1, -2).contiguous().transpose(-1, -2);
+  }
+};
+
 bp::Dataset<bp::ImagesBatch> ramps(int64_t n) {
   // Every image is the same left-to-right ramp 0..7, so flips and shifts are easy to see.
   auto images = torch::arange(8, torch::kFloat).repeat({n, 1, 8, 1});  // [n, 1, 8, 8]
@@ -106,6 +115,36 @@ TEST_CASE("crop pads, then cuts at a random place with probability p", "[images]
   CHECK(torch::equal(centred->get("images")[0][0][0], torch::arange(1, 7, torch::kFloat)));
   CHECK_THROWS_WITH(ramps(4).pipeline().crop(20, 20, 2).run({}),
                     test::contains("crop: 20x20 does not fit in [4, 1, 12, 12]"));
+}
+
+TEST_CASE("normalize, flip and crop give the same batches on their one-pass and tensor paths", "[images]") {
+  // Uneven sizes and several channels, uint8 like Fashion-MNIST's, random values.
+  torch::manual_seed(3);
+  const auto images = torch::randint(0, 256, {64, 3, 9, 7}).to(torch::kByte);
+  bp::Dataset<StridedImages> dataset(64, {{"images", images}});
+  const bp::RunOptions options{.batch_size = 64, .seed = 11};
+  for (const int64_t padding : {0, 2, 5}) {
+    CAPTURE(padding);
+    auto one_pass =
+        dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f).flip(0.5).crop(8, 6, padding).next_batch(options);
+    auto tensor_ops = dataset.pipeline()
+                          .strided()
+                          .normalize(0.2f, 0.3f, 1 / 255.f)
+                          .strided()
+                          .flip(0.5)
+                          .strided()
+                          .crop(8, 6, padding)
+                          .next_batch(options);
+    REQUIRE(one_pass->get("images").sizes() == std::vector<int64_t>{64, 3, 8, 6});
+    CHECK(torch::allclose(one_pass->get("images"), tensor_ops->get("images"), 0, 1e-6));
+    // flip and crop move data only: exactly the same once normalize is out of the way.
+    auto moved = dataset.pipeline().flip(0.5).crop(8, 6, padding).next_batch(options);
+    auto moved_by_tensor_ops =
+        dataset.pipeline().strided().flip(0.5).strided().crop(8, 6, padding).next_batch(options);
+    CHECK(torch::equal(moved->get("images"), moved_by_tensor_ops->get("images")));
+  }
+  CHECK_THROWS_WITH(dataset.pipeline().crop(4, 4, -1).run({}),
+                    test::contains("crop: padding -1 is negative"));
 }
 
 TEST_CASE("normalize, cast and to_device change the images as asked", "[images]") {

@@ -1,11 +1,15 @@
-// The benchmark workloads of the design brief, on batchpipe:
-//   W0 overhead: no-op actions on a large index: cost per batch and per action dispatch.
+// The benchmark workloads of the design brief, batchpipe beside its peers in one binary and one
+// run (peers.hpp: a hand-written LibTorch loop, LibTorch's DataLoader, the model alone):
+//   W0 overhead: no-op actions on a large index: cost per batch and per action dispatch
+//                (benchmark_overhead has the Google Benchmark micro figures).
 //   W1 prep:     normalize, flip (p = 0.5), random crop 28x28 after padding 2; one epoch of
 //                Fashion-MNIST (60,000 items), batch 256, shuffled.
 //   W2 train:    W1, then an MLP 784-256-10 (ReLU), Adam, lr 1e-3, cross-entropy; one epoch.
-// Prints one line per workload and prefetch value, in items/s (W0: microseconds).
+// Each figure is the median of --repeats runs after a warm-up run, in items/s; rows are prefetch
+// 0, 1, 2, 4 with a budget of one thread and of every core. --json writes the same as JSON.
 
 #include "../common/example.hpp"
+#include "peers.hpp"
 
 #include <batchpipe/batchpipe.hpp>
 
@@ -15,77 +19,225 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <string>
+#include <thread>
 #include <vector>
 
 namespace {
 
-using Model = bp::TorchModel<torch::nn::Sequential, torch::optim::Adam>;
+using benchmark_peers::Model;
 
 struct BenchBatch : bp::ImagesBatchBase<BenchBatch> {
   ACTION(nothing)() {}
-  MODEL(mlp)() {
-    torch::manual_seed(0);
-    torch::nn::Sequential net(torch::nn::Flatten(), torch::nn::Linear(784, 256), torch::nn::ReLU(),
-                              torch::nn::Linear(256, 10));
-    return Model{net, torch::optim::Adam(net->parameters(), torch::optim::AdamOptions(1e-3))};
-  }
+  MODEL(mlp)() { return benchmark_peers::make_model(); }
   ACTION(train, .model = "mlp", .singleton = true)(Model& m) {
     bp::train_step(m.module, m.optimizer, get("images"), get("labels"));
   }
 };
 
-// The best of `repeats` runs, in seconds.
-template <class F>
-double best_of(int repeats, F&& run) {
-  double best = 1e300;
-  for (int i = 0; i < repeats; ++i) best = std::min(best, run());
-  return best;
+struct Settings {
+  std::filesystem::path data = "/usr/share/datasets/fashion-mnist";
+  int repeats = 5;
+  std::size_t items = 60000;
+  std::size_t batch_size = 256;
+  std::string workloads = "W0,W1,W2";
+  std::filesystem::path json;
+};
+
+/// The median of `repeats` measurements after one warm-up.
+double median_of(int repeats, const std::function<double()>& measure) {
+  (void)measure();
+  std::vector<double> values;
+  for (int i = 0; i < repeats; ++i) values.push_back(measure());
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+/// LibTorch's intra-op threads and OpenBLAS's pool set to `threads` while a peer runs, as a run
+/// of batchpipe sets them for its budget (OpenBLAS is left at every core otherwise, which would
+/// give a one-thread peer two threads in its matrix products).
+double with_threads(int threads, const std::function<double()>& measure) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(threads);
+  double result = 0;
+  {
+    const bp::detail::BlasThreadsLease blas(threads);  // batchpipe's own helper, for the same setting
+    result = measure();
+  }
+  at::set_num_threads(before);
+  return result;
+}
+
+/// One row of the table: a workload at a prefetch and a thread budget, batchpipe and its peers.
+struct Row {
+  std::string workload;
+  std::size_t prefetch = 0;
+  std::size_t threads = 0;                         // the budget
+  std::map<std::string, double> items_per_second;  // "batchpipe", "hand_loop", ...
+};
+
+void print_rows(const std::vector<Row>& rows) {
+  const std::vector<std::string> peers = {"hand_loop", "data_loader", "model_alone"};
+  std::printf("\n%-8s %8s %7s %12s", "workload", "prefetch", "threads", "batchpipe");
+  for (const auto& peer : peers) std::printf(" %12s %6s", peer.c_str(), "ratio");
+  std::printf("\n");
+  for (const auto& row : rows) {
+    const double ours = row.items_per_second.at("batchpipe");
+    std::printf("%-8s %8zu %7zu %12.0f", row.workload.c_str(), row.prefetch, row.threads, ours);
+    for (const auto& peer : peers) {
+      const auto found = row.items_per_second.find(peer);
+      if (found == row.items_per_second.end()) {
+        std::printf(" %12s %6s", "-", "");
+      } else {
+        std::printf(" %12.0f %5.2fx", found->second, ours / found->second);
+      }
+    }
+    std::printf("\n");
+  }
+}
+
+void write_json(const std::filesystem::path& file, const Settings& s, const std::map<std::string, double>& w0,
+                const std::vector<Row>& rows) {
+  std::ofstream out(file);
+  if (!out) throw bp::FileError(file, "cannot write");
+  out << "{\n  \"items\": " << s.items << ",\n  \"batch_size\": " << s.batch_size
+      << ",\n  \"repeats\": " << s.repeats
+      << ",\n  \"hardware_threads\": " << std::thread::hardware_concurrency() << ",\n  \"w0\": {";
+  const char* separator = "";
+  for (const auto& [name, value] : w0) {
+    out << separator << "\n    \"" << name << "\": " << value;
+    separator = ",";
+  }
+  out << "\n  },\n  \"rows\": [";
+  separator = "";
+  for (const auto& row : rows) {
+    out << separator << "\n    {\"workload\": \"" << row.workload << "\", \"prefetch\": " << row.prefetch
+        << ", \"threads\": " << row.threads << ", \"items_per_second\": {";
+    const char* inner = "";
+    for (const auto& [name, value] : row.items_per_second) {
+      out << inner << "\"" << name << "\": " << value;
+      inner = ", ";
+    }
+    out << "}}";
+    separator = ",";
+  }
+  out << "\n  ]\n}\n";
+}
+
+/// W0: microseconds per batch of an empty pipeline, and per dispatch of a no-op action.
+std::map<std::string, double> run_w0(const Settings& s) {
+  // 16 times --items (960,000 by default) and 100 no-op actions: enough to rise above the noise.
+  const std::size_t items = 16 * s.items;
+  bp::Dataset<BenchBatch> big(items);
+  auto empty = big.pipeline();
+  auto hundred = empty;
+  for (int i = 0; i < 100; ++i) hundred = hundred.nothing();
+  std::map<std::string, double> figures;
+  for (std::size_t prefetch : {0, 2}) {
+    const bp::RunOptions options{.batch_size = s.batch_size, .shuffle = 1, .prefetch = prefetch};
+    const double batches = static_cast<double>(items) / static_cast<double>(s.batch_size);
+    const double base = median_of(s.repeats, [&] { return empty.run(options).seconds; });
+    const double with_actions = median_of(s.repeats, [&] { return hundred.run(options).seconds; });
+    const std::string suffix = "_prefetch_" + std::to_string(prefetch);
+    figures["us_per_batch" + suffix] = 1e6 * base / batches;
+    figures["us_per_dispatch" + suffix] = 1e6 * (with_actions - base) / (batches * 100);
+    std::printf("W0 prefetch %zu: %.2f us per batch, %.3f us per action dispatch\n", prefetch,
+                figures["us_per_batch" + suffix], figures["us_per_dispatch" + suffix]);
+  }
+  return figures;
+}
+
+/// W1 or W2 at every prefetch and budget, with the peers at each budget.
+void run_pipeline_workload(const std::string& workload, const Settings& s,
+                           const benchmark_peers::Fashion& data, const bp::Pipeline<BenchBatch>& pipeline,
+                           std::vector<Row>& rows) {
+  const bool train = workload == "W2";
+  const auto batch = static_cast<int64_t>(s.batch_size);
+  const auto per_second = [&](double seconds) { return static_cast<double>(data.size()) / seconds; };
+  const std::size_t all = std::max(1u, std::thread::hardware_concurrency());
+  for (const std::size_t threads : {std::size_t{1}, all}) {
+    std::map<std::string, double> peers;
+    const int n = static_cast<int>(threads);
+    peers["hand_loop"] = median_of(s.repeats, [&] {
+      return with_threads(n, [&] { return benchmark_peers::hand_loop(data, batch, train); });
+    });
+    peers["data_loader"] = median_of(s.repeats, [&] {
+      return with_threads(n, [&] { return benchmark_peers::data_loader(data, batch, train); });
+    });
+    if (train) {
+      peers["model_alone"] = median_of(s.repeats, [&] {
+        return with_threads(n, [&] { return benchmark_peers::model_alone(data, batch); });
+      });
+    }
+    for (const std::size_t prefetch : {0, 1, 2, 4}) {
+      Row row{workload, prefetch, threads, peers};
+      const bp::RunOptions options{
+          .batch_size = s.batch_size, .shuffle = 7, .prefetch = prefetch, .threads = threads};
+      row.items_per_second["batchpipe"] = median_of(s.repeats, [&] {
+        BenchBatch::models().reset();  // each run trains a fresh model
+        return per_second(pipeline.run(options).seconds);
+      });
+      std::printf("%s prefetch %zu threads %zu: %.0f items/s\n", workload.c_str(), prefetch, threads,
+                  row.items_per_second["batchpipe"]);
+      std::fflush(stdout);
+      rows.push_back(std::move(row));
+    }
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::filesystem::path data = "/usr/share/datasets/fashion-mnist";
-  std::size_t threads = 0;
-  int repeats = 3;
-  CLI::App app{"batchpipe benchmark workloads W0, W1, W2"};
-  app.add_option("--data", data, "folder of the Fashion-MNIST IDX files")->capture_default_str();
-  app.add_option("--threads", threads, "thread budget (0: all cores)")
-      ->check(CLI::Range(0, 4096))
-      ->capture_default_str();
-  app.add_option("--repeats", repeats, "runs per measurement; the best is kept")
+  Settings s;
+  CLI::App app{
+      "batchpipe's benchmark workloads W0, W1, W2, beside a hand-written loop, LibTorch's "
+      "DataLoader and the model alone"};
+  app.add_option("--data", s.data, "folder of the Fashion-MNIST IDX files")->capture_default_str();
+  app.add_option("--repeats", s.repeats, "measurements per figure (after a warm-up); the median is kept")
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
+  app.add_option("--items", s.items, "items of Fashion-MNIST used (a smaller slice runs faster)")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  app.add_option("--batch-size", s.batch_size, "items per batch")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  app.add_option("--workloads", s.workloads, "which workloads to run, comma-separated")
+      ->capture_default_str();
+  app.add_option("--json", s.json, "also write the figures to this JSON file");
   if (const auto exit_code = example::parse_command_line(app, argc, argv)) return *exit_code;
+  const auto wants = [&](const std::string& workload) {
+    return s.workloads.find(workload) != std::string::npos;
+  };
   auto check = [&] {
-    example::check_data_folder(data, {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"});
+    example::check_data_folder(s.data, {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"});
+    if (!s.json.empty()) example::check_output_file("--json", s.json);
+    if (!wants("W0") && !wants("W1") && !wants("W2")) {
+      throw example::UsageError("--workloads names none of W0, W1, W2");
+    }
   };
   return example::run("benchmark", check, [&] {
-    // W0: 1,000,000 items, batches of 256, 100 no-op actions (enough to rise above the noise).
-    bp::Dataset<BenchBatch> big(1'000'000);
-    auto empty = big.pipeline();
-    auto hundred = empty;
-    for (int i = 0; i < 100; ++i) hundred = hundred.nothing();
-    for (std::size_t prefetch : {0, 2}) {
-      const bp::RunOptions options{.batch_size = 256, .shuffle = 1, .prefetch = prefetch, .threads = threads};
-      const double base = best_of(repeats, [&] { return empty.run(options).seconds; });
-      const double with_actions = best_of(repeats, [&] { return hundred.run(options).seconds; });
-      const double batches = 1'000'000.0 / 256;
-      std::printf("W0 prefetch %zu: %.2f us per batch, %.3f us per action dispatch\n", prefetch,
-                  1e6 * base / batches, 1e6 * (with_actions - base) / (batches * 100));
-    }
+    std::map<std::string, double> w0;
+    if (wants("W0")) w0 = run_w0(s);
 
-    auto images = bp::io::read_idx(data / "train-images-idx3-ubyte.gz");
-    auto labels = bp::io::read_idx(data / "train-labels-idx1-ubyte.gz").to(torch::kLong);
-    bp::Dataset<BenchBatch> fashion(60000, {{"images", images}, {"labels", labels}});
-    auto prep = fashion.pipeline().normalize(0.2860f, 0.3530f, 1 / 255.f).flip(0.5).crop(28, 28, 2);
-    auto train = prep.train();
-    for (std::size_t prefetch : {0, 2}) {
-      const bp::RunOptions options{.batch_size = 256, .shuffle = 7, .prefetch = prefetch, .threads = threads};
-      const double w1 = best_of(repeats, [&] { return prep.run(options).seconds; });
-      const double w2 = best_of(repeats, [&] { return train.run(options).seconds; });
-      std::printf("W1 prefetch %zu: %.0f items/s\n", prefetch, 60000 / w1);
-      std::printf("W2 prefetch %zu: %.0f items/s\n", prefetch, 60000 / w2);
+    std::vector<Row> rows;
+    if (wants("W1") || wants("W2")) {
+      const auto n = static_cast<int64_t>(s.items);
+      benchmark_peers::Fashion data{
+          bp::io::read_idx(s.data / "train-images-idx3-ubyte.gz").narrow(0, 0, n).contiguous(),
+          bp::io::read_idx(s.data / "train-labels-idx1-ubyte.gz").narrow(0, 0, n).to(torch::kLong)};
+      bp::Dataset<BenchBatch> fashion(s.items, {{"images", data.images}, {"labels", data.labels}});
+      auto prep = fashion.pipeline()
+                      .normalize(benchmark_peers::fashion_mean, benchmark_peers::fashion_std, 1 / 255.f)
+                      .flip(0.5)
+                      .crop(28, 28, benchmark_peers::crop_padding);
+      if (wants("W1")) run_pipeline_workload("W1", s, data, prep, rows);
+      if (wants("W2")) run_pipeline_workload("W2", s, data, prep.train(), rows);
+      print_rows(rows);
     }
+    if (!s.json.empty()) write_json(s.json, s, w0, rows);
   });
 }

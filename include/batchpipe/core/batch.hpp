@@ -123,11 +123,17 @@ class Batch {
     at::Tensor operator[](std::string_view name) const {
       return batch_->get(name).select(0, static_cast<int64_t>(position_));
     }
-    /// The item's element of a component that is a std::vector<T>.
+    /// The item's element of a component that is a std::vector<T>; an Error when the vector has
+    /// fewer elements than the batch has items.
     template <class T>
     T& get(std::string_view name) const {
       auto& values = batch_->template get<std::vector<T>>(name);
-      return values.at(position_);
+      if (position_ >= values.size()) {
+        throw Error("component '" + std::string(name) + "' has " + std::to_string(values.size()) +
+                    " elements, too few for item " + std::to_string(position_) + " of a batch of " +
+                    std::to_string(batch_->size()));
+      }
+      return values[position_];
     }
 
    private:

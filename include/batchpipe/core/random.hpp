@@ -2,6 +2,8 @@
 /// @file random.hpp
 /// @brief Random: a small, splittable random stream; each batch gets its own.
 
+#include <batchpipe/core/error.hpp>
+
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/core/Generator.h>
 
@@ -87,8 +89,9 @@ class Random {
   /// True with probability p.
   bool bernoulli(double p) noexcept { return uniform() < p; }
 
-  /// An integer uniform in [0, n), without modulo bias; n > 0.
-  std::uint64_t below(std::uint64_t n) noexcept {
+  /// An integer uniform in [0, n), without modulo bias; an Error for n = 0 (an empty range).
+  std::uint64_t below(std::uint64_t n) {
+    if (n == 0) throw Error("Random::below(0): there is no integer in the empty range [0, 0)");
     // Draws below `threshold` would make the low residues more likely: reject them.
     const std::uint64_t threshold = (0 - n) % n;
     for (;;) {

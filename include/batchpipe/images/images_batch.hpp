@@ -7,6 +7,7 @@
 #include <batchpipe/core/action.hpp>
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/parallel.hpp>
+#include <batchpipe/detail/image_kernels.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/io.hpp>
 
@@ -99,7 +100,11 @@ class ImagesBatchBase : public Batch<Derived> {
   /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
   BATCHPIPE_ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
-    x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
+    if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {
+      x = detail::normalize_uint8(x, mean, std, scale);
+    } else {
+      x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
+    }
   }
 
   /// Converts `component` to `dtype`.
@@ -122,6 +127,10 @@ class ImagesBatchBase : public Batch<Derived> {
     at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
     auto* flag = chosen.data_ptr<bool>();
     for (std::size_t i = 0; i < this->size(); ++i) flag[i] = items.split(i).bernoulli(p);
+    if (detail::one_pass_applies(x)) {
+      x = detail::flip_items(x, flag);
+      return;
+    }
     std::vector<int64_t> mask_shape(static_cast<std::size_t>(x.dim()), 1);
     mask_shape[0] = x.size(0);
     x = at::where(chosen.to(x.device()).view(mask_shape), x.flip({-1}), x);
@@ -132,11 +141,19 @@ class ImagesBatchBase : public Batch<Derived> {
   BATCHPIPE_ACTION(crop)
   (int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
     auto& x = (*this)[component];
-    const at::Tensor padded = padding ? at::constant_pad_nd(x, {padding, padding, padding, padding}) : x;
-    const int64_t room_y = padded.size(-2) - height, room_x = padded.size(-1) - width;
+    if (padding < 0) throw Error("crop: padding " + std::to_string(padding) + " is negative");
+    if (x.dim() < 3) {
+      throw Error("crop: the images must be [items, ..., height, width], not " +
+                  detail::shape_string(x.sizes()));
+    }
+    auto padded_shape = x.sizes().vec();
+    padded_shape[padded_shape.size() - 2] += 2 * padding;
+    padded_shape.back() += 2 * padding;
+    const int64_t room_y = padded_shape[padded_shape.size() - 2] - height,
+                  room_x = padded_shape.back() - width;
     if (room_y < 0 || room_x < 0) {
       throw Error("crop: " + std::to_string(height) + "x" + std::to_string(width) + " does not fit in " +
-                  detail::shape_string(padded.sizes()) + " (after padding " + std::to_string(padding) + ")");
+                  detail::shape_string(padded_shape) + " (after padding " + std::to_string(padding) + ")");
     }
     // Each item's corner, from the item's own stream; then two gathers cut every item at once.
     const auto n = static_cast<int64_t>(this->size());
@@ -152,6 +169,11 @@ class ImagesBatchBase : public Batch<Derived> {
       x0[i] =
           random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_x) + 1)) : room_x / 2;
     }
+    if (detail::one_pass_applies(x)) {
+      x = detail::crop_items(x, height, width, padding, y0, x0);
+      return;
+    }
+    const at::Tensor padded = padding ? at::constant_pad_nd(x, {padding, padding, padding, padding}) : x;
     corners = corners.to(x.device());
     std::vector<int64_t> item_shape(static_cast<std::size_t>(x.dim()), 1);
     item_shape[0] = n;

@@ -1,0 +1,110 @@
+#pragma once
+// One-pass CPU kernels for ImagesBatch's normalize, flip and crop on contiguous tensors: each
+// reads its input once and writes its output once, where the tensor-operation versions make
+// three to five passes and as many temporaries (a padded copy, two gathers, a flipped copy).
+// flip and crop move data and give exactly what the tensor operations give; normalize computes
+// the same float operations in the same order (LibTorch may turn a division by a scalar into a
+// multiplication, so the two paths can differ in the last bit). Which path a batch takes does
+// not depend on prefetch or threads, so a seed still gives one result. Other devices and
+// layouts take the tensor operations.
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace batchpipe::detail {
+
+/// True when the one-pass kernels apply to `x`: items of at least one dimension each, on the CPU,
+/// contiguous, not empty.
+inline bool one_pass_applies(const at::Tensor& x) {
+  return x.dim() >= 2 && x.device().is_cpu() && x.is_contiguous() && x.numel() > 0;
+}
+
+/// `(x * scale - mean) / std` of uint8 pixels into a new float tensor, through a table of the
+/// 256 results (each computed as the tensor operations do: multiply, subtract, divide).
+inline at::Tensor normalize_uint8(const at::Tensor& x, float mean, float std, float scale) {
+  std::array<float, 256> table{};
+  for (int v = 0; v < 256; ++v)
+    table[static_cast<std::size_t>(v)] = (static_cast<float>(v) * scale - mean) / std;
+  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  const auto* in = x.data_ptr<std::uint8_t>();
+  auto* o = out.data_ptr<float>();
+  const auto n = static_cast<std::size_t>(x.numel());
+  for (std::size_t i = 0; i < n; ++i) o[i] = table[in[i]];
+  return out;
+}
+
+/// The rows of `x` [items, ..., width] of each item whose flag is set, reversed (left-right).
+inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
+  at::Tensor out = at::empty_like(x);
+  const auto items = x.size(0);
+  const auto width = x.size(-1);
+  const auto rows_per_item = items ? x.numel() / (items * width) : 0;
+  const auto element = static_cast<std::size_t>(x.element_size());
+  const auto row_bytes = static_cast<std::size_t>(width) * element;
+  const auto* in = static_cast<const unsigned char*>(x.data_ptr());
+  auto* o = static_cast<unsigned char*>(out.data_ptr());
+  for (int64_t i = 0; i < items; ++i) {
+    for (int64_t r = 0; r < rows_per_item; ++r) {
+      const std::size_t start = static_cast<std::size_t>(i * rows_per_item + r) * row_bytes;
+      if (!flipped[i]) {
+        std::memcpy(o + start, in + start, row_bytes);
+        continue;
+      }
+      for (int64_t c = 0; c < width; ++c) {
+        std::memcpy(o + start + static_cast<std::size_t>(c) * element,
+                    in + start + static_cast<std::size_t>(width - 1 - c) * element, element);
+      }
+    }
+  }
+  return out;
+}
+
+/// Each item of `x` [items, ..., H, W] cut to [height, width] at its corner (y0[i], x0[i]) of
+/// the image padded with zeros by `padding` on every side, without making the padded copy.
+inline at::Tensor crop_items(const at::Tensor& x, int64_t height, int64_t width, int64_t padding,
+                             const int64_t* y0, const int64_t* x0) {
+  auto out_shape = x.sizes().vec();
+  const int64_t in_h = out_shape[out_shape.size() - 2], in_w = out_shape.back();
+  out_shape[out_shape.size() - 2] = height;
+  out_shape.back() = width;
+  at::Tensor out = at::empty(out_shape, x.options());
+  const auto items = x.size(0);
+  const auto planes_per_item = items ? x.numel() / (items * in_h * in_w) : 0;
+  const auto element = static_cast<std::size_t>(x.element_size());
+  const auto* in = static_cast<const unsigned char*>(x.data_ptr());
+  auto* o = static_cast<unsigned char*>(out.data_ptr());
+  for (int64_t i = 0; i < items; ++i) {
+    // The columns of the output row that fall inside the image, and where they start in it.
+    const int64_t first_x = x0[i] - padding;  // the image column under output column 0
+    const int64_t from = std::clamp<int64_t>(-first_x, 0, width);
+    const int64_t to = std::clamp<int64_t>(in_w - first_x, from, width);
+    for (int64_t p = 0; p < planes_per_item; ++p) {
+      const int64_t plane = i * planes_per_item + p;
+      const auto* in_plane = in + static_cast<std::size_t>(plane * in_h * in_w) * element;
+      auto* out_plane = o + static_cast<std::size_t>(plane * height * width) * element;
+      for (int64_t y = 0; y < height; ++y) {
+        auto* row = out_plane + static_cast<std::size_t>(y * width) * element;
+        const int64_t source_y = y0[i] - padding + y;
+        if (source_y < 0 || source_y >= in_h || from == to) {
+          std::memset(row, 0, static_cast<std::size_t>(width) * element);
+          continue;
+        }
+        std::memset(row, 0, static_cast<std::size_t>(from) * element);
+        std::memcpy(row + static_cast<std::size_t>(from) * element,
+                    in_plane + static_cast<std::size_t>(source_y * in_w + first_x + from) * element,
+                    static_cast<std::size_t>(to - from) * element);
+        std::memset(row + static_cast<std::size_t>(to) * element, 0,
+                    static_cast<std::size_t>(width - to) * element);
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace batchpipe::detail
