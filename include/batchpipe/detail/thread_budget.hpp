@@ -28,7 +28,6 @@ namespace batchpipe::detail {
 /// single-threaded kernels, so that several of them at once stay within the cores.
 struct ThreadBudget {
   std::size_t total = 1;              // the budget: cores the run may use
-  std::size_t batches = 1;            // batches computed at once
   std::size_t consumer_intra_op = 1;  // LibTorch intra-op threads on the consumer's thread
   std::size_t worker_intra_op = 1;    // LibTorch intra-op threads in a batch task on a worker
 
@@ -36,12 +35,18 @@ struct ThreadBudget {
     ThreadBudget budget;
     budget.total =
         options.threads ? options.threads : std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    budget.batches = options.prefetch == 0 ? 1 : std::min(budget.total, options.prefetch + 1);
     budget.consumer_intra_op = options.intra_op_threads ? options.intra_op_threads : budget.total;
     budget.worker_intra_op = options.intra_op_threads ? options.intra_op_threads : 1;
     return budget;
   }
 };
+
+/// Sets LibTorch's intra-op thread count of the calling thread, when it differs. Setting the same
+/// value again is skipped: it costs as much as a change, and LibTorch's native thread pool (in
+/// builds without OpenMP) warns about any change made after parallel work started.
+inline void set_intra_op_threads(int threads) {
+  if (threads > 0 && threads != at::get_num_threads()) at::set_num_threads(threads);
+}
 
 /// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
 /// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
@@ -99,18 +104,11 @@ class BlasThreadsLease {
     if (blas().get() == n) return;
     const int intra_op = at::get_num_threads();
     blas().set(n);
-    if (at::get_num_threads() != intra_op) at::set_num_threads(intra_op);
+    set_intra_op_threads(intra_op);
   }
 
   bool leased_ = false;
 };
-
-/// Sets LibTorch's intra-op thread count of the calling thread, when it differs. Setting the same
-/// value again is skipped: it costs as much as a change, and LibTorch's native thread pool (in
-/// builds without OpenMP) warns about any change made after parallel work started.
-inline void set_intra_op_threads(int threads) {
-  if (threads > 0 && threads != at::get_num_threads()) at::set_num_threads(threads);
-}
 
 /// LibTorch's intra-op thread count, leased on the calling thread for a piece of a run's work: a
 /// run's consumer steps (from its first batch to its end) or one batch task on a worker. With
