@@ -15,6 +15,7 @@ struct Probes {
   std::atomic<int> started{0};
   std::atomic<int> finished{0};
   std::atomic<int> intra_op_threads{0};  // the count the last batch saw
+  std::atomic<int> blas_threads{0};      // OpenBLAS's pool as the consumer's last step saw it
   const std::thread::id consumer = std::this_thread::get_id();
   std::mutex mutex;
   std::set<int> worker_intra_op_threads;  // the counts seen by batches made on workers
@@ -48,6 +49,8 @@ struct ExecBatch : bp::Batch<ExecBatch> {
   }
   ACTION(finish_on_consumer, .singleton = true)(Probes& probes) {
     probes.intra_op_threads = at::get_num_threads();
+    const auto& openblas = bp::detail::OpenBlasApi::get();
+    if (openblas.get_num_threads) probes.blas_threads = openblas.get_num_threads();
   }
   ACTION(record, .singleton = true)(std::vector<std::size_t>& order) { order.push_back(number()); }
   ACTION(mismatch)() { set("product", at::ones({2, 3}).matmul(at::ones({2, 3}))); }  // LibTorch throws
@@ -329,6 +332,10 @@ TEST_CASE("a run inside an action gives its caller back the caller's thread coun
 
 TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "[execution]") {
   const int before = at::get_num_threads();
+  // The consumer's whole budget goes to OpenBLAS's pool where OpenBLAS has one of its own
+  // (LibTorch's OpenMP team then gets one thread), and to LibTorch's intra-op team otherwise.
+  const bool blas_pool = bp::detail::OpenBlasApi::has_own_pool();
+  const int consumer_intra_op = blas_pool ? 1 : 2;
   Probes probes;
   numbers(8)
       .pipeline()
@@ -336,11 +343,25 @@ TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "
       .finish_on_consumer(probes)
       .run({.batch_size = 2, .prefetch = 1, .threads = 2});
   CHECK(probes.worker_intra_op_threads == std::set<int>{1});  // batches made ahead: one thread each
-  CHECK(probes.intra_op_threads == 2);                        // the consumer's steps: the whole budget
+  CHECK(probes.intra_op_threads == consumer_intra_op);        // the consumer's steps: the budget
+  if (bp::detail::OpenBlasApi::get().get_num_threads) CHECK(probes.blas_threads == 2);
   numbers(8).pipeline().work(probes, 1).run({.batch_size = 2, .prefetch = 0, .threads = 2});
-  CHECK(probes.intra_op_threads == 2);  // one batch at a time gets the whole budget
+  CHECK(probes.intra_op_threads == consumer_intra_op);  // the same without prefetch
   numbers(8).pipeline().work(probes, 1).run(
       {.batch_size = 2, .prefetch = 3, .threads = 2, .intra_op_threads = 3});
   CHECK(probes.intra_op_threads == 3);     // asked for explicitly
   CHECK(at::get_num_threads() == before);  // restored after the run
+}
+
+TEST_CASE("a note tells when OpenBLAS runs generic kernels on a CPU that has better ones", "[execution]") {
+  using bp::detail::generic_blas_kernels_note;
+  const auto avx512 = generic_blas_kernels_note("Prescott", true, true, false);
+  REQUIRE(avx512);
+  CHECK_THAT(*avx512, test::contains("OPENBLAS_CORETYPE=SkylakeX"));
+  const auto avx2 = generic_blas_kernels_note("Prescott", true, false, false);
+  REQUIRE(avx2);
+  CHECK_THAT(*avx2, test::contains("OPENBLAS_CORETYPE=Haswell"));
+  CHECK_FALSE(generic_blas_kernels_note("Prescott", false, false, false));  // an old CPU: right kernels
+  CHECK_FALSE(generic_blas_kernels_note("SkylakeX", true, true, false));    // recognised
+  CHECK_FALSE(generic_blas_kernels_note("Prescott", true, true, true));     // the user chose
 }

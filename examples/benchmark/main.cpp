@@ -56,19 +56,30 @@ double median_of(int repeats, const std::function<double()>& measure) {
   return values[values.size() / 2];
 }
 
-/// LibTorch's intra-op threads and OpenBLAS's pool set to `threads` while a peer runs, as a run
-/// of batchpipe sets them for its budget (OpenBLAS is left at every core otherwise, which would
-/// give a one-thread peer two threads in its matrix products).
-double with_threads(int threads, const std::function<double()>& measure) {
+/// A peer with a budget of one thread: LibTorch's intra-op threads and OpenBLAS's pool set to one
+/// while it runs, as a run of batchpipe with `threads = 1` sets them. With every core a peer runs
+/// with LibTorch's and OpenBLAS's own defaults, as a program that sets nothing does.
+double with_threads(std::size_t threads, std::size_t all, const std::function<double()>& measure) {
+  if (threads == all) return measure();
   const int before = at::get_num_threads();
-  at::set_num_threads(threads);
+  at::set_num_threads(static_cast<int>(threads));
   double result = 0;
   {
-    const bp::detail::BlasThreadsLease blas(threads);  // batchpipe's own helper, for the same setting
+    const bp::detail::BlasThreadsLease blas(static_cast<int>(threads));  // batchpipe's own helper
     result = measure();
   }
   at::set_num_threads(before);
   return result;
+}
+
+/// The BLAS behind LibTorch's matrix products, which sets W2's pace: OpenBLAS's kernels and pool.
+std::string blas_description() {
+  const auto& api = bp::detail::OpenBlasApi::get();
+  if (!api.get_num_threads) return "not OpenBLAS";
+  std::string text = "OpenBLAS";
+  if (api.get_corename) text += std::string(", kernels ") + api.get_corename();
+  if (api.get_parallel) text += api.get_parallel() == 1 ? ", own pthreads pool" : ", OpenMP or sequential";
+  return text + ", " + std::to_string(api.get_num_threads()) + " threads";
 }
 
 /// One row of the table: a workload at a prefetch and a thread budget, batchpipe and its peers.
@@ -105,7 +116,9 @@ void write_json(const std::filesystem::path& file, const Settings& s, const std:
   if (!out) throw bp::FileError(file, "cannot write");
   out << "{\n  \"items\": " << s.items << ",\n  \"batch_size\": " << s.batch_size
       << ",\n  \"repeats\": " << s.repeats
-      << ",\n  \"hardware_threads\": " << std::thread::hardware_concurrency() << ",\n  \"w0\": {";
+      << ",\n  \"hardware_threads\": " << std::thread::hardware_concurrency()
+      << ",\n  \"libtorch_intra_op_default\": " << at::get_num_threads() << ",\n  \"blas\": \""
+      << blas_description() << "\",\n  \"w0\": {";
   const char* separator = "";
   for (const auto& [name, value] : w0) {
     out << separator << "\n    \"" << name << "\": " << value;
@@ -160,16 +173,15 @@ void run_pipeline_workload(const std::string& workload, const Settings& s,
   const std::size_t all = std::max(1u, std::thread::hardware_concurrency());
   for (const std::size_t threads : {std::size_t{1}, all}) {
     std::map<std::string, double> peers;
-    const int n = static_cast<int>(threads);
     peers["hand_loop"] = median_of(s.repeats, [&] {
-      return with_threads(n, [&] { return benchmark_peers::hand_loop(data, batch, train); });
+      return with_threads(threads, all, [&] { return benchmark_peers::hand_loop(data, batch, train); });
     });
     peers["data_loader"] = median_of(s.repeats, [&] {
-      return with_threads(n, [&] { return benchmark_peers::data_loader(data, batch, train); });
+      return with_threads(threads, all, [&] { return benchmark_peers::data_loader(data, batch, train); });
     });
     if (train) {
       peers["model_alone"] = median_of(s.repeats, [&] {
-        return with_threads(n, [&] { return benchmark_peers::model_alone(data, batch); });
+        return with_threads(threads, all, [&] { return benchmark_peers::model_alone(data, batch); });
       });
     }
     for (const std::size_t prefetch : {0, 1, 2, 4}) {
@@ -220,6 +232,8 @@ int main(int argc, char** argv) {
     }
   };
   return example::run("benchmark", check, [&] {
+    std::printf("%u hardware threads; LibTorch: %d intra-op threads by default; BLAS: %s\n",
+                std::thread::hardware_concurrency(), at::get_num_threads(), blas_description().c_str());
     std::map<std::string, double> w0;
     if (wants("W0")) w0 = run_w0(s);
 

@@ -36,8 +36,9 @@ struct RunOptions {
   /// The thread budget shared by the batch workers and LibTorch's intra-op threads; 0 takes
   /// every core.
   std::size_t threads = 0;
-  /// LibTorch intra-op threads during the run; 0 derives them from the budget
-  /// (threads / workers, at least 1).
+  /// LibTorch intra-op threads during the run, for the consumer's steps and the batches made
+  /// ahead alike; 0 derives them from the budget (see docs/pipelines-and-prefetch.md: the
+  /// consumer gets the budget, or one thread where OpenBLAS's own pool gets it; workers one).
   std::size_t intra_op_threads = 0;
 };
 

@@ -39,28 +39,53 @@ inline at::Tensor normalize_uint8(const at::Tensor& x, float mean, float std, fl
   return out;
 }
 
+/// Copies `rows` rows of `width` elements of `Size` bytes, each row reversed when `reverse` is
+/// set. The size is a constant, so that each element's memcpy compiles to one move.
+template <std::size_t Size>
+void copy_rows(const unsigned char* in, unsigned char* out, int64_t rows, int64_t width, bool reverse) {
+  const auto row_bytes = static_cast<std::size_t>(width) * Size;
+  if (!reverse) {
+    std::memcpy(out, in, static_cast<std::size_t>(rows) * row_bytes);
+    return;
+  }
+  for (int64_t r = 0; r < rows; ++r, in += row_bytes, out += row_bytes) {
+    for (std::size_t c = 0, last = row_bytes - Size; c < row_bytes; c += Size)
+      std::memcpy(out + c, in + (last - c), Size);
+  }
+}
+
 /// The rows of `x` [items, ..., width] of each item whose flag is set, reversed (left-right).
 inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
   at::Tensor out = at::empty_like(x);
   const auto items = x.size(0);
   const auto width = x.size(-1);
   const auto rows_per_item = items ? x.numel() / (items * width) : 0;
-  const auto element = static_cast<std::size_t>(x.element_size());
-  const auto row_bytes = static_cast<std::size_t>(width) * element;
+  const auto item_bytes =
+      static_cast<std::size_t>(rows_per_item * width) * static_cast<std::size_t>(x.element_size());
   const auto* in = static_cast<const unsigned char*>(x.data_ptr());
   auto* o = static_cast<unsigned char*>(out.data_ptr());
-  for (int64_t i = 0; i < items; ++i) {
-    for (int64_t r = 0; r < rows_per_item; ++r) {
-      const std::size_t start = static_cast<std::size_t>(i * rows_per_item + r) * row_bytes;
-      if (!flipped[i]) {
-        std::memcpy(o + start, in + start, row_bytes);
-        continue;
-      }
-      for (int64_t c = 0; c < width; ++c) {
-        std::memcpy(o + start + static_cast<std::size_t>(c) * element,
-                    in + start + static_cast<std::size_t>(width - 1 - c) * element, element);
-      }
+  const auto flip_all = [&](auto copy) {
+    for (int64_t i = 0; i < items; ++i) {
+      const auto offset = static_cast<std::size_t>(i) * item_bytes;
+      copy(in + offset, o + offset, rows_per_item, width, flipped[i]);
     }
+  };
+  switch (x.element_size()) {  // LibTorch's element sizes
+    case 1:
+      flip_all(copy_rows<1>);
+      break;
+    case 2:
+      flip_all(copy_rows<2>);
+      break;
+    case 4:
+      flip_all(copy_rows<4>);
+      break;
+    case 8:
+      flip_all(copy_rows<8>);
+      break;
+    default:
+      flip_all(copy_rows<16>);
+      break;
   }
   return out;
 }

@@ -250,7 +250,9 @@ class Prefetcher {
   // for to the run's end.
   struct ConsumerSettings {
     explicit ConsumerSettings(const ThreadBudget& budget)
-        : blas(static_cast<int>(budget.consumer_intra_op)), intra_op(budget.consumer_intra_op) {}
+        : blas(static_cast<int>(budget.blas)), intra_op(budget.consumer_intra_op) {
+      warn_once_if_blas_kernels_are_generic();
+    }
     BlasThreadsLease blas;
     IntraOpThreadsLease intra_op;
   };

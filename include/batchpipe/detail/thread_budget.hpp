@@ -10,10 +10,14 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <string_view>
 #if __has_include(<dlfcn.h>)
 #include <dlfcn.h>
 #endif
@@ -22,21 +26,101 @@
 
 namespace batchpipe::detail {
 
+/// OpenBLAS's C API, when OpenBLAS is loaded in the process (looked up once; every member is null
+/// otherwise, and under another BLAS).
+struct OpenBlasApi {
+  void (*set_num_threads)(int) = nullptr;
+  int (*get_num_threads)() = nullptr;
+  int (*get_parallel)() = nullptr;  // 0: sequential, 1: its own pthreads pool, 2: OpenMP
+  char* (*get_corename)() = nullptr;
+
+  static const OpenBlasApi& get() {
+    static const OpenBlasApi api = [] {
+      OpenBlasApi found;
+#if __has_include(<dlfcn.h>)
+      const auto lookup = [](const char* name) { return dlsym(RTLD_DEFAULT, name); };
+      found.get_num_threads = reinterpret_cast<int (*)()>(lookup("openblas_get_num_threads"));
+      if (!found.get_num_threads) return found;
+      found.set_num_threads = reinterpret_cast<void (*)(int)>(lookup("openblas_set_num_threads"));
+      found.get_parallel = reinterpret_cast<int (*)()>(lookup("openblas_get_parallel"));
+      found.get_corename = reinterpret_cast<char* (*)()>(lookup("openblas_get_corename"));
+#endif
+      return found;
+    }();
+    return api;
+  }
+
+  /// Whether matrix products run on OpenBLAS's own pthreads pool, beside LibTorch's OpenMP team.
+  static bool has_own_pool() {
+    const auto& api = get();
+    return api.set_num_threads && api.get_parallel && api.get_parallel() == 1;
+  }
+};
+
+/// What to tell a user whose OpenBLAS runs generic kernels on a CPU that has better ones:
+/// OpenBLAS picks its kernels for the CPU when it loads, and a release older than the CPU falls
+/// back to its "Prescott" kernels (SSE3), which multiply matrices 3 to 7 times slower than the
+/// AVX2 or AVX-512 ones (measured on a 2-core Xeon with AVX-512 and Debian 12's OpenBLAS 0.3.21:
+/// 14 against 86 GFLOP/s on one thread). OPENBLAS_CORETYPE, read when OpenBLAS loads, picks them
+/// by name, so only the user can fix it: nothing when it is set already or nothing is amiss.
+inline std::optional<std::string> generic_blas_kernels_note(std::string_view corename, bool avx2, bool avx512,
+                                                            bool coretype_set) {
+  if (coretype_set || corename != "Prescott" || !avx2) return std::nullopt;
+  const char* better = avx512 ? "SkylakeX" : "Haswell";
+  return "batchpipe: OpenBLAS runs its generic Prescott kernels on this CPU, which has " +
+         std::string(avx512 ? "AVX-512" : "AVX2") +
+         " (the OpenBLAS release predates the CPU): matrix products run several times slower than "
+         "they could. Start the program with OPENBLAS_CORETYPE=" +
+         better + " in its environment (or set OPENBLAS_CORETYPE to any value to silence this).";
+}
+
+/// Prints generic_blas_kernels_note for this process and CPU on stderr, once per process.
+inline void warn_once_if_blas_kernels_are_generic() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    const auto& api = OpenBlasApi::get();
+    if (!api.get_corename) return;
+    bool avx2 = false, avx512 = false;
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#endif
+    const auto note = generic_blas_kernels_note(api.get_corename(), avx2, avx512,
+                                                std::getenv("OPENBLAS_CORETYPE") != nullptr);
+    if (note) std::fprintf(stderr, "%s\n", note->c_str());
+  });
+}
+
 /// How a run's threads are shared out. The consumer's steps (a singleton training step and what
 /// follows it) get the whole budget for LibTorch's kernels, whatever the prefetch, so that one
 /// seed gives one result at every prefetch; the batches made ahead on the arena's workers run
 /// single-threaded kernels, so that several of them at once stay within the cores.
+///
+/// Where OpenBLAS runs its own pthreads pool (Debian's and most distributions' LibTorch), the
+/// budget goes to that pool, which does the matrix products, and LibTorch's OpenMP team gets one
+/// thread: two pools of busy-waiting threads on the same cores hand them back and forth after
+/// every kernel. Measured on 2 cores (MLP 784-256-10, batch 256, Adam, items/s): OpenMP 1 and
+/// OpenBLAS 2 threads 57k-72k, OpenMP 2 and OpenBLAS 1 50k-67k, both 2 only 22k-38k.
+/// Where LibTorch's kernels and the BLAS share one OpenMP team (MKL, OpenBLAS built for OpenMP),
+/// that team gets the budget.
 struct ThreadBudget {
   std::size_t total = 1;              // the budget: cores the run may use
   std::size_t consumer_intra_op = 1;  // LibTorch intra-op threads on the consumer's thread
   std::size_t worker_intra_op = 1;    // LibTorch intra-op threads in a batch task on a worker
+  std::size_t blas = 1;               // OpenBLAS's pool while the run works
 
   static ThreadBudget from(const RunOptions& options) {
     ThreadBudget budget;
     budget.total =
         options.threads ? options.threads : std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    budget.consumer_intra_op = options.intra_op_threads ? options.intra_op_threads : budget.total;
-    budget.worker_intra_op = options.intra_op_threads ? options.intra_op_threads : 1;
+    budget.blas = budget.total;
+    if (options.intra_op_threads) {
+      budget.consumer_intra_op = budget.worker_intra_op = options.intra_op_threads;
+    } else {
+      budget.consumer_intra_op = OpenBlasApi::has_own_pool() ? 1 : budget.total;
+    }
     return budget;
   }
 };
@@ -57,9 +141,9 @@ inline void set_intra_op_threads(int threads) {
 class BlasThreadsLease {
  public:
   explicit BlasThreadsLease(int n) {
-    if (!blas().set || n <= 0) return;
+    if (!OpenBlasApi::get().set_num_threads || n <= 0) return;
     std::scoped_lock lock(state().mutex);
-    if (state().leases++ == 0) state().original = blas().get();
+    if (state().leases++ == 0) state().original = OpenBlasApi::get().get_num_threads();
     set(n);
     leased_ = true;
   }
@@ -72,28 +156,11 @@ class BlasThreadsLease {
   BlasThreadsLease& operator=(const BlasThreadsLease&) = delete;
 
  private:
-  struct Api {
-    void (*set)(int) = nullptr;
-    int (*get)() = nullptr;
-  };
   struct State {
     std::mutex mutex;
     int leases = 0;
     int original = 0;
   };
-  // OpenBLAS's C API, when OpenBLAS is loaded in the process (looked up once).
-  static const Api& blas() {
-    static const Api api = [] {
-      Api found;
-#if __has_include(<dlfcn.h>)
-      found.get = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
-      if (found.get)
-        found.set = reinterpret_cast<void (*)(int)>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
-#endif
-      return found;
-    }();
-    return api;
-  }
   static State& state() {
     static State shared;
     return shared;
@@ -101,9 +168,10 @@ class BlasThreadsLease {
   // OpenBLAS built for OpenMP also sets the calling thread's OpenMP count, which is LibTorch's
   // intra-op count there: that one is kept as it was.
   static void set(int n) {
-    if (blas().get() == n) return;
+    const auto& api = OpenBlasApi::get();
+    if (api.get_num_threads() == n) return;
     const int intra_op = at::get_num_threads();
-    blas().set(n);
+    api.set_num_threads(n);
     set_intra_op_threads(intra_op);
   }
 
