@@ -1,7 +1,10 @@
 // Batch components, ACTION registration, calls by name, and pipelines as lazy values.
 #include "support.hpp"
 
+#include <array>
 #include <atomic>
+#include <cstdlib>
+#include <utility>
 
 namespace {
 
@@ -56,6 +59,28 @@ TEST_CASE("components are reachable by name and per item", "[batch]") {
   batch.erase("names");
   CHECK_FALSE(batch.has("names"));
   CHECK_THROWS_WITH(bp::Random(1).below(0), test::contains("Random::below(0)"));
+}
+
+TEST_CASE("Random::below is uniform over its range and the same on every platform", "[actions]") {
+  bp::Random rng(5);
+  std::array<int, 6> counts{};
+  for (int i = 0; i < 60000; ++i) ++counts[static_cast<std::size_t>(rng.below(6))];
+  for (const int count : counts) CHECK(std::abs(count - 10000) < 500);  // 5 standard deviations
+  int wrong = 0;
+  for (int i = 0; i < 1000; ++i) wrong += rng.below(1) != 0;
+  const std::uint64_t huge = (std::uint64_t{1} << 63) + 1;  // rejections are frequent here
+  for (int i = 0; i < 1000; ++i) wrong += rng.below(huge) >= huge;
+  CHECK(wrong == 0);
+  // The 128-bit product without a 128-bit integer agrees with the one with it.
+  bp::Random operands(9);
+  int disagreements = 0;
+  for (int i = 0; i < 10000; ++i) {
+    const auto a = operands(), b = operands();
+    disagreements += bp::detail::multiply_wide_portable(a, b) != bp::detail::multiply_wide(a, b);
+  }
+  CHECK(disagreements == 0);
+  CHECK(bp::detail::multiply_wide_portable(~std::uint64_t{0}, ~std::uint64_t{0}) ==
+        std::pair<std::uint64_t, std::uint64_t>{~std::uint64_t{0} - 1, 1});
 }
 
 TEST_CASE("the registry lists every action with its options", "[actions]") {

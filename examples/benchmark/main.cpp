@@ -16,6 +16,8 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -88,16 +90,26 @@ struct Row {
   std::size_t prefetch = 0;
   std::size_t threads = 0;                         // the budget
   std::map<std::string, double> items_per_second;  // "batchpipe", "hand_loop", ...
+  double page_faults_per_batch = 0;                // batchpipe's, in its last measured run
 };
+
+/// The process's minor page faults so far: memory taken from the system and touched. A pipeline
+/// that reuses its memory from batch to batch adds few per batch.
+long minor_page_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_minflt;
+}
 
 void print_rows(const std::vector<Row>& rows) {
   const std::vector<std::string> peers = {"hand_loop", "data_loader", "model_alone"};
-  std::printf("\n%-8s %8s %7s %12s", "workload", "prefetch", "threads", "batchpipe");
+  std::printf("\n%-8s %8s %7s %12s %7s", "workload", "prefetch", "threads", "batchpipe", "faults");
   for (const auto& peer : peers) std::printf(" %12s %6s", peer.c_str(), "ratio");
   std::printf("\n");
   for (const auto& row : rows) {
     const double ours = row.items_per_second.at("batchpipe");
-    std::printf("%-8s %8zu %7zu %12.0f", row.workload.c_str(), row.prefetch, row.threads, ours);
+    std::printf("%-8s %8zu %7zu %12.0f %7.1f", row.workload.c_str(), row.prefetch, row.threads, ours,
+                row.page_faults_per_batch);
     for (const auto& peer : peers) {
       const auto found = row.items_per_second.find(peer);
       if (found == row.items_per_second.end()) {
@@ -128,7 +140,8 @@ void write_json(const std::filesystem::path& file, const Settings& s, const std:
   separator = "";
   for (const auto& row : rows) {
     out << separator << "\n    {\"workload\": \"" << row.workload << "\", \"prefetch\": " << row.prefetch
-        << ", \"threads\": " << row.threads << ", \"items_per_second\": {";
+        << ", \"threads\": " << row.threads << ", \"page_faults_per_batch\": " << row.page_faults_per_batch
+        << ", \"items_per_second\": {";
     const char* inner = "";
     for (const auto& [name, value] : row.items_per_second) {
       out << inner << "\"" << name << "\": " << value;
@@ -190,10 +203,14 @@ void run_pipeline_workload(const std::string& workload, const Settings& s,
           .batch_size = s.batch_size, .shuffle = 7, .prefetch = prefetch, .threads = threads};
       row.items_per_second["batchpipe"] = median_of(s.repeats, [&] {
         BenchBatch::models().reset();  // each run trains a fresh model
-        return per_second(pipeline.run(options).seconds);
+        const long faults_before = minor_page_faults();
+        const auto stats = pipeline.run(options);
+        row.page_faults_per_batch =
+            static_cast<double>(minor_page_faults() - faults_before) / static_cast<double>(stats.batches);
+        return per_second(stats.seconds);
       });
-      std::printf("%s prefetch %zu threads %zu: %.0f items/s\n", workload.c_str(), prefetch, threads,
-                  row.items_per_second["batchpipe"]);
+      std::printf("%s prefetch %zu threads %zu: %.0f items/s, %.1f page faults per batch\n", workload.c_str(),
+                  prefetch, threads, row.items_per_second["batchpipe"], row.page_faults_per_batch);
       std::fflush(stdout);
       rows.push_back(std::move(row));
     }

@@ -121,10 +121,12 @@ struct IndexSplit;
 class Index {
  public:
   /// An empty index.
-  Index() : Index(std::size_t{0}) {}
+  Index() : source_(empty_source()) {}
 
   /// Ids 0 .. n-1.
-  explicit Index(std::size_t n) : source_(std::make_shared<Source>()) { mutable_source().size = n; }
+  explicit Index(std::size_t n) : source_(n ? std::make_shared<Source>() : empty_source()) {
+    if (n) mutable_source().size = n;
+  }
 
   /// The given integer ids, which must be unique.
   explicit Index(const std::vector<std::int64_t>& ids) : Index(std::vector<Id>(ids.begin(), ids.end())) {}
@@ -266,6 +268,7 @@ class Index {
     Index result;
     result.source_ = source_;
     result.rows_ = std::move(rows);
+    result.positions_ = std::make_shared<PositionTable>();
     return result;
   }
 
@@ -292,6 +295,11 @@ class Index {
   };
 
   Source& mutable_source() { return const_cast<Source&>(*source_); }
+  // One source for every empty index (each batch starts with one): no allocation per batch.
+  static const std::shared_ptr<const Source>& empty_source() {
+    static const std::shared_ptr<const Source> empty = std::make_shared<const Source>();
+    return empty;
+  }
 
   void check_position(std::size_t position) const {
     if (position >= size()) {
@@ -325,7 +333,7 @@ class Index {
 
   std::shared_ptr<const Source> source_;
   std::shared_ptr<const std::vector<std::size_t>> rows_;  // null: every source row, in order
-  std::shared_ptr<PositionTable> positions_ = std::make_shared<PositionTable>();
+  std::shared_ptr<PositionTable> positions_;              // with rows_ only: look-ups by id in a subset
 };
 
 /// @brief The parts of a split index; an empty share gives an empty index.
