@@ -6,7 +6,8 @@
 //                Fashion-MNIST (60,000 items), batch 256, shuffled.
 //   W2 train:    W1, then an MLP 784-256-10 (ReLU), Adam, lr 1e-3, cross-entropy; one epoch.
 // Each figure is the median of --repeats runs after a warm-up run, in items/s; rows are prefetch
-// 0, 1, 2, 4 with a budget of one thread and of every core. --json writes the same as JSON.
+// 0, 1, 2, 4 with a budget of one thread and of every core; batchpipe and its peers take turns,
+// one run each per round. --json writes the same as JSON.
 
 #include "../common/example.hpp"
 #include "peers.hpp"
@@ -49,13 +50,17 @@ struct Settings {
   std::filesystem::path json;
 };
 
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
 /// The median of `repeats` measurements after one warm-up.
 double median_of(int repeats, const std::function<double()>& measure) {
   (void)measure();
   std::vector<double> values;
   for (int i = 0; i < repeats; ++i) values.push_back(measure());
-  std::sort(values.begin(), values.end());
-  return values[values.size() / 2];
+  return median(std::move(values));
 }
 
 /// A peer with a budget of one thread: LibTorch's intra-op threads and OpenBLAS's pool set to one
@@ -176,7 +181,9 @@ std::map<std::string, double> run_w0(const Settings& s) {
   return figures;
 }
 
-/// W1 or W2 at every prefetch and budget, with the peers at each budget.
+/// W1 or W2 at every prefetch and budget, with the peers at each budget. The contenders of a
+/// budget take turns, one run each per round (the first round is a warm-up), so that a machine
+/// whose load drifts during the minutes of a benchmark slows them alike and the ratios hold.
 void run_pipeline_workload(const std::string& workload, const Settings& s,
                            const benchmark_peers::Fashion& data, const bp::Pipeline<BenchBatch>& pipeline,
                            std::vector<Row>& rows) {
@@ -184,36 +191,48 @@ void run_pipeline_workload(const std::string& workload, const Settings& s,
   const auto batch = static_cast<int64_t>(s.batch_size);
   const auto per_second = [&](double seconds) { return static_cast<double>(data.size()) / seconds; };
   const std::size_t all = std::max(1u, std::thread::hardware_concurrency());
+  const std::vector<std::size_t> prefetches = {0, 1, 2, 4};
   for (const std::size_t threads : {std::size_t{1}, all}) {
-    std::map<std::string, double> peers;
-    peers["hand_loop"] = median_of(s.repeats, [&] {
-      return with_threads(threads, all, [&] { return benchmark_peers::hand_loop(data, batch, train); });
-    });
-    peers["data_loader"] = median_of(s.repeats, [&] {
-      return with_threads(threads, all, [&] { return benchmark_peers::data_loader(data, batch, train); });
-    });
-    if (train) {
-      peers["model_alone"] = median_of(s.repeats, [&] {
-        return with_threads(threads, all, [&] { return benchmark_peers::model_alone(data, batch); });
-      });
+    std::vector<std::pair<std::string, std::function<double()>>> contenders = {
+        {"hand_loop", [&] { return benchmark_peers::hand_loop(data, batch, train); }},
+        {"data_loader", [&] { return benchmark_peers::data_loader(data, batch, train); }}};
+    if (train)
+      contenders.emplace_back("model_alone", [&] { return benchmark_peers::model_alone(data, batch); });
+    for (auto& contender : contenders) {
+      contender.second = [&, measure = contender.second] { return with_threads(threads, all, measure); };
     }
-    for (const std::size_t prefetch : {0, 1, 2, 4}) {
-      Row row{workload, prefetch, threads, peers};
+    std::map<std::size_t, double> faults_per_batch;
+    for (const std::size_t prefetch : prefetches) {
       const bp::RunOptions options{
           .batch_size = s.batch_size, .shuffle = 7, .prefetch = prefetch, .threads = threads};
-      row.items_per_second["batchpipe"] = median_of(s.repeats, [&] {
+      contenders.emplace_back("prefetch " + std::to_string(prefetch), [&, options, prefetch] {
         BenchBatch::models().reset();  // each run trains a fresh model
         const long faults_before = minor_page_faults();
         const auto stats = pipeline.run(options);
-        row.page_faults_per_batch =
+        faults_per_batch[prefetch] =
             static_cast<double>(minor_page_faults() - faults_before) / static_cast<double>(stats.batches);
         return per_second(stats.seconds);
       });
+    }
+    std::map<std::string, std::vector<double>> samples;
+    for (int round = 0; round <= s.repeats; ++round) {
+      for (const auto& [name, measure] : contenders) {
+        const double value = measure();
+        if (round > 0) samples[name].push_back(value);
+      }
+    }
+    std::map<std::string, double> peers;
+    for (const auto& [name, measure] : contenders) {
+      if (!name.starts_with("prefetch")) peers[name] = median(samples[name]);
+    }
+    for (const std::size_t prefetch : prefetches) {
+      Row row{workload, prefetch, threads, peers, faults_per_batch[prefetch]};
+      row.items_per_second["batchpipe"] = median(samples["prefetch " + std::to_string(prefetch)]);
       std::printf("%s prefetch %zu threads %zu: %.0f items/s, %.1f page faults per batch\n", workload.c_str(),
                   prefetch, threads, row.items_per_second["batchpipe"], row.page_faults_per_batch);
-      std::fflush(stdout);
       rows.push_back(std::move(row));
     }
+    std::fflush(stdout);
   }
 }
 
