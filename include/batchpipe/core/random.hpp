@@ -11,8 +11,6 @@
 #include <cstdint>
 #include <limits>
 #include <optional>
-#include <tuple>
-#include <utility>
 #include <vector>
 
 namespace batchpipe {
@@ -30,27 +28,6 @@ constexpr std::uint64_t splitmix64(std::uint64_t x) noexcept {
 /// A seed for stream `stream` of the family `seed`: batch n of a run, item i of a batch, ...
 constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) noexcept {
   return splitmix64(seed ^ splitmix64(stream ^ 0xD1B54A32D192ED03ULL));
-}
-
-/// The high and low 64 bits of the 128-bit product a * b, from 32-bit halves (for compilers
-/// without a 128-bit integer).
-constexpr std::pair<std::uint64_t, std::uint64_t> multiply_wide_portable(std::uint64_t a,
-                                                                         std::uint64_t b) noexcept {
-  const std::uint64_t a_lo = a & 0xFFFFFFFF, a_hi = a >> 32, b_lo = b & 0xFFFFFFFF, b_hi = b >> 32;
-  const std::uint64_t lo_lo = a_lo * b_lo, hi_lo = a_hi * b_lo, lo_hi = a_lo * b_hi, hi_hi = a_hi * b_hi;
-  const std::uint64_t middle = (lo_lo >> 32) + (hi_lo & 0xFFFFFFFF) + lo_hi;
-  return {hi_hi + (hi_lo >> 32) + (middle >> 32), (middle << 32) | (lo_lo & 0xFFFFFFFF)};
-}
-
-/// The high and low 64 bits of the 128-bit product a * b.
-constexpr std::pair<std::uint64_t, std::uint64_t> multiply_wide(std::uint64_t a, std::uint64_t b) noexcept {
-#if defined(__SIZEOF_INT128__)
-  __extension__ using u128 = unsigned __int128;
-  const u128 product = static_cast<u128>(a) * b;
-  return {static_cast<std::uint64_t>(product >> 64), static_cast<std::uint64_t>(product)};
-#else
-  return multiply_wide_portable(a, b);
-#endif
 }
 
 }  // namespace detail
@@ -135,17 +112,15 @@ class Random {
   }
 
  private:
-  // Lemire's method: the high half of draw * n is uniform in [0, n) once the draws whose low half
-  // falls below 2^64 mod n are rejected; that remainder is computed (one division) only when the
-  // low half is small enough for a rejection to be possible, which is rare. A division per draw
-  // made shuffling a million items cost more than a batch of a no-op pipeline.
+  // Modulo with rejection of the draws that would make low residues more likely: those below
+  // 2^64 mod n, which is less than n, so a draw of at least n is accepted without computing it.
+  // That saves a division per draw (shuffling a million items cost more than a batch of a no-op
+  // pipeline) and keeps the draws of earlier versions: a seed shuffles as it did.
   std::uint64_t below_nonzero(std::uint64_t n) noexcept {
-    auto [high, low] = detail::multiply_wide((*this)(), n);
-    if (low < n) {
-      const std::uint64_t threshold = (0 - n) % n;
-      while (low < threshold) std::tie(high, low) = detail::multiply_wide((*this)(), n);
+    for (;;) {
+      const std::uint64_t draw = (*this)();
+      if (draw >= n || draw >= (0 - n) % n) return draw % n;
     }
-    return high;
   }
 
   static constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept { return (x << k) | (x >> (64 - k)); }

@@ -33,12 +33,12 @@ struct RunOptions {
   std::size_t prefetch = 0;
   /// Deliver batches in index order (the default) or as soon as each is ready.
   bool ordered = true;
-  /// The thread budget shared by the batch workers and LibTorch's intra-op threads; 0 takes
-  /// every core.
+  /// The thread budget shared by the batch workers, LibTorch's intra-op threads and OpenBLAS's
+  /// own pool; 0 takes every core.
   std::size_t threads = 0;
-  /// LibTorch intra-op threads during the run, for the consumer's steps and the batches made
-  /// ahead alike; 0 derives them from the budget (see docs/pipelines-and-prefetch.md: the
-  /// consumer gets the budget, or one thread where OpenBLAS's own pool gets it; workers one).
+  /// LibTorch intra-op threads (and OpenBLAS's pool) during the run, for the consumer's steps and
+  /// the batches made ahead alike; 0 derives them from the budget (see
+  /// docs/pipelines-and-prefetch.md: the consumer's kernels get the budget, workers one thread).
   std::size_t intra_op_threads = 0;
 };
 

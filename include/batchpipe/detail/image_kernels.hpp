@@ -8,6 +8,8 @@
 // not depend on prefetch or threads, so a seed still gives one result. Other devices and
 // layouts take the tensor operations.
 
+#include <batchpipe/core/error.hpp>
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -16,6 +18,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace batchpipe::detail {
 
@@ -57,6 +60,7 @@ void copy_rows(const unsigned char* in, unsigned char* out, int64_t rows, int64_
 /// The rows of `x` [items, ..., width] of each item whose flag is set, reversed (left-right).
 inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
   at::Tensor out = at::empty_like(x);
+  if (x.numel() == 0) return out;
   const auto items = x.size(0);
   const auto width = x.size(-1);
   const auto rows_per_item = items ? x.numel() / (items * width) : 0;
@@ -83,9 +87,12 @@ inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
     case 8:
       flip_all(copy_rows<8>);
       break;
-    default:
+    case 16:
       flip_all(copy_rows<16>);
       break;
+    default:
+      throw Error("flip: elements of " + std::to_string(x.element_size()) + " bytes (" +
+                  std::string(x.dtype().name()) + ") are not supported");
   }
   return out;
 }

@@ -4,6 +4,7 @@
 
 #include <batchpipe/core/run_options.hpp>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -50,10 +51,12 @@ struct OpenBlasApi {
     return api;
   }
 
-  /// Whether matrix products run on OpenBLAS's own pthreads pool, beside LibTorch's OpenMP team.
+  /// Whether LibTorch's matrix products run on OpenBLAS's own pthreads pool, beside LibTorch's
+  /// OpenMP team: OpenBLAS is loaded with that pool, and LibTorch does not use MKL (distributions
+  /// build LibTorch against the system's generic BLAS, which OpenBLAS provides when installed).
   static bool has_own_pool() {
     const auto& api = get();
-    return api.set_num_threads && api.get_parallel && api.get_parallel() == 1;
+    return api.set_num_threads && api.get_parallel && api.get_parallel() == 1 && !at::hasMKL();
   }
 };
 
@@ -115,10 +118,10 @@ struct ThreadBudget {
     ThreadBudget budget;
     budget.total =
         options.threads ? options.threads : std::max<std::size_t>(1, std::thread::hardware_concurrency());
-    budget.blas = budget.total;
-    if (options.intra_op_threads) {
-      budget.consumer_intra_op = budget.worker_intra_op = options.intra_op_threads;
+    if (options.intra_op_threads) {  // the user's count, for LibTorch and OpenBLAS alike
+      budget.consumer_intra_op = budget.worker_intra_op = budget.blas = options.intra_op_threads;
     } else {
+      budget.blas = budget.total;
       budget.consumer_intra_op = OpenBlasApi::has_own_pool() ? 1 : budget.total;
     }
     return budget;
