@@ -68,15 +68,10 @@ double median_of(int repeats, const std::function<double()>& measure) {
 /// with LibTorch's and OpenBLAS's own defaults, as a program that sets nothing does.
 double with_threads(std::size_t threads, std::size_t all, const std::function<double()>& measure) {
   if (threads == all) return measure();
-  const int before = at::get_num_threads();
-  at::set_num_threads(static_cast<int>(threads));
-  double result = 0;
-  {
-    const bp::detail::BlasThreadsLease blas(static_cast<int>(threads));  // batchpipe's own helper
-    result = measure();
-  }
-  at::set_num_threads(before);
-  return result;
+  // batchpipe's own leases, which put both counts back when the measurement ends.
+  const bp::detail::IntraOpThreadsLease intra_op(threads);
+  const bp::detail::BlasThreadsLease blas(static_cast<int>(threads));
+  return measure();
 }
 
 /// The BLAS behind LibTorch's matrix products, which sets W2's pace: OpenBLAS's kernels and pool.
