@@ -62,6 +62,28 @@ struct ExecBatch : bp::Batch<ExecBatch> {
 
 bp::Dataset<ExecBatch> numbers(std::size_t n) { return bp::Dataset<ExecBatch>(n); }
 
+// What the workers do while the consumer's steps run.
+struct StepProbe {
+  std::atomic<int> actions_started{0};     // by batches made ahead
+  std::atomic<int> most_during_a_step{0};  // actions started during one step, at most
+  std::atomic<int> steps_with_overlap{0};  // steps during which some action started
+};
+struct GatedBatch : bp::Batch<GatedBatch> {
+  ACTION(prepare)(StepProbe& probe) { ++probe.actions_started; }
+  // Waits `ms`, or until a batch action starts when `until_overlap` (then no longer than `ms`,
+  // and only until the first overlap is seen, to keep the test short).
+  ACTION(step, .singleton = true)(StepProbe& probe, int ms, bool until_overlap) {
+    const int before = probe.actions_started;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+    const bool stop_early = until_overlap && probe.steps_with_overlap == 0;
+    while (std::chrono::steady_clock::now() < end && !(stop_early && probe.actions_started > before))
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    const int during = probe.actions_started - before;
+    if (during > 0) ++probe.steps_with_overlap;
+    probe.most_during_a_step = std::max(probe.most_during_a_step.load(), during);
+  }
+};
+
 // A run inside an action of another run: an evaluation pipeline inside a training step, say.
 struct InnerBatch : bp::Batch<InnerBatch> {
   ACTION(nap)() { std::this_thread::sleep_for(200us); }
@@ -351,6 +373,24 @@ TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "
       {.batch_size = 2, .prefetch = 3, .threads = 2, .intra_op_threads = 3});
   CHECK(probes.intra_op_threads == 3);     // asked for explicitly
   CHECK(at::get_num_threads() == before);  // restored after the run
+}
+
+TEST_CASE("workers hold back while the consumer's steps take every core, not otherwise", "[execution]") {
+  const auto pipeline = [](StepProbe& probe, int ms, bool until_overlap) {
+    return bp::Dataset<GatedBatch>(40).pipeline().prepare(probe).prepare(probe).prepare(probe).step(
+        probe, ms, until_overlap);
+  };
+  SECTION("the steps take the whole budget (the default): at most the action under way goes on") {
+    StepProbe probe;
+    pipeline(probe, 5, false).run({.batch_size = 2, .prefetch = 2, .threads = 2});
+    // A worker that passed the gate just before a step began runs that one action; never more.
+    CHECK(probe.most_during_a_step <= 1);
+  }
+  SECTION("the steps leave cores to the workers: they make batches beside the steps") {
+    StepProbe probe;
+    pipeline(probe, 500, true).run({.batch_size = 2, .prefetch = 2, .threads = 2, .intra_op_threads = 1});
+    CHECK(probe.steps_with_overlap >= 1);
+  }
 }
 
 TEST_CASE("a note tells when OpenBLAS runs generic kernels on a CPU that has better ones", "[execution]") {

@@ -147,6 +147,35 @@ TEST_CASE("normalize, flip and crop give the same batches on their one-pass and 
                     test::contains("crop: padding -1 is negative"));
 }
 
+TEST_CASE("the kernels' outputs reuse freed memory, within a bound", "[images]") {
+  using Pool = bp::detail::BufferPool;
+  const auto options = torch::TensorOptions().dtype(torch::kFloat);
+  auto first = Pool::empty({256, 28, 28}, options);
+  first.fill_(1.0f);
+  const void* memory = first.data_ptr();
+  first = torch::Tensor();  // freed: back to the pool, not to the system
+  const auto second = Pool::empty({256, 28, 28}, options);
+  CHECK(second.data_ptr() == memory);
+  CHECK(second.sizes() == std::vector<int64_t>{256, 28, 28});
+  CHECK(second.dtype() == torch::kFloat);
+
+  // Far more than the bound freed at once: the pool keeps no more than the bound, and a new size
+  // displaces sizes no longer asked for.
+  std::vector<torch::Tensor> many;
+  for (int i = 0; i < 24; ++i) many.push_back(Pool::empty({1024, 1024, 2}, options));  // 8 MiB each
+  many.clear();
+  CHECK(Pool::shared()->cached_bytes() <= Pool::kMaxCachedBytes);
+  CHECK(Pool::shared()->cached_bytes() >= Pool::kMaxCachedBytes / 2);
+  auto other = Pool::empty({1000, 1000}, torch::kByte);
+  const void* other_memory = other.data_ptr();
+  other = torch::Tensor();
+  CHECK(Pool::empty({1000, 1000}, torch::kByte).data_ptr() == other_memory);
+  CHECK(Pool::shared()->cached_bytes() <= Pool::kMaxCachedBytes);
+  // Empty tensors and tensors above a quarter of the bound come from LibTorch as usual.
+  CHECK(Pool::empty({0, 5}, options).numel() == 0);
+  CHECK(Pool::empty({5, 1024, 1024}, options).numel() == 5 * 1024 * 1024);
+}
+
 TEST_CASE("normalize, cast and to_device change the images as asked", "[images]") {
   auto batch = bp::Dataset<bp::ImagesBatch>(4, {{"images", torch::full({4, 2, 2}, 255, torch::kByte)}})
                    .pipeline()

@@ -123,8 +123,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     // see the batches one at a time and in order, whatever the prefetch.
     const std::size_t parallel_steps = first_singleton();
     auto make = [dataset = *dataset_, steps = steps_, variables = variables_, seed, parallel_steps](
-                    detail::BatchPlan plan, const std::atomic<bool>& cancelled) {
-      return make_batch(dataset, steps, parallel_steps, variables, seed, plan, cancelled);
+                    detail::BatchPlan plan, const detail::BeforeAction& before_action) {
+      return make_batch(dataset, steps, parallel_steps, variables, seed, plan, before_action);
     };
     typename detail::Prefetcher<B>::Finish finish;
     if (parallel_steps < steps_.size()) {
@@ -187,7 +187,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// Makes batch `plan.number` and passes it through the parallel steps.
   static B make_batch(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
                       std::size_t parallel_steps, const Variables& variables, std::uint64_t seed,
-                      const detail::BatchPlan& plan, const std::atomic<bool>& cancelled) {
+                      const detail::BatchPlan& plan, const detail::BeforeAction& before_action) {
+    before_action();
     std::optional<B> made;
     try {
       made.emplace(dataset.create_batch(plan.positions));
@@ -200,17 +201,17 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     detail::access::epoch(batch) = plan.epoch;
     detail::access::random(batch) = Random(detail::derive_seed(seed, plan.number));
     detail::access::variables(batch) = variables;
-    run_steps(batch, steps, 0, parallel_steps, seed, &cancelled);
+    run_steps(batch, steps, 0, parallel_steps, seed, &before_action);
     return std::move(batch);
   }
 
   /// Passes the batch through steps [first, last). Any exception becomes an ActionError naming
   /// the step's action and the batch, with the original nested.
   static void run_steps(B& batch, const std::vector<detail::StepPtr<B>>& steps, std::size_t first,
-                        std::size_t last, std::uint64_t seed, const std::atomic<bool>* cancelled) {
+                        std::size_t last, std::uint64_t seed, const detail::BeforeAction* before_action) {
     const std::uint64_t batch_seed = detail::derive_seed(seed, batch.number());
     for (std::size_t i = first; i < last; ++i) {
-      if (cancelled && cancelled->load(std::memory_order_relaxed)) throw detail::cancelled_run{};
+      if (before_action) (*before_action)();
       const detail::Step<B>& step = *steps[i];
       if (!applies(step, batch_seed, i)) continue;
       try {

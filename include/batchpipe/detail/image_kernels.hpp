@@ -9,10 +9,9 @@
 // layouts take the tensor operations.
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/buffer_pool.hpp>
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
-#include <ATen/ops/empty_like.h>
 
 #include <algorithm>
 #include <array>
@@ -34,7 +33,7 @@ inline at::Tensor normalize_uint8(const at::Tensor& x, float mean, float std, fl
   std::array<float, 256> table{};
   for (int v = 0; v < 256; ++v)
     table[static_cast<std::size_t>(v)] = (static_cast<float>(v) * scale - mean) / std;
-  at::Tensor out = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  at::Tensor out = BufferPool::empty(x.sizes(), x.options().dtype(at::kFloat));
   const auto* in = x.data_ptr<std::uint8_t>();
   auto* o = out.data_ptr<float>();
   const auto n = static_cast<std::size_t>(x.numel());
@@ -59,7 +58,7 @@ void copy_rows(const unsigned char* in, unsigned char* out, int64_t rows, int64_
 
 /// The rows of `x` [items, ..., width] of each item whose flag is set, reversed (left-right).
 inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = BufferPool::empty(x.sizes(), x.options());
   if (x.numel() == 0) return out;
   const auto items = x.size(0);
   const auto width = x.size(-1);
@@ -105,7 +104,7 @@ inline at::Tensor crop_items(const at::Tensor& x, int64_t height, int64_t width,
   const int64_t in_h = out_shape[out_shape.size() - 2], in_w = out_shape.back();
   out_shape[out_shape.size() - 2] = height;
   out_shape.back() = width;
-  at::Tensor out = at::empty(out_shape, x.options());
+  at::Tensor out = BufferPool::empty(out_shape, x.options());
   const auto items = x.size(0);
   const auto planes_per_item = items ? x.numel() / (items * in_h * in_w) : 0;
   const auto element = static_cast<std::size_t>(x.element_size());

@@ -13,7 +13,8 @@
 //   of another run (a worker thread as consumer), or a run whose arena gets no worker at all,
 //   still makes progress: nothing hangs for want of a thread.
 // - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
-//   it so that they do not oversubscribe the cores (see thread_budget.hpp). The consumer's count
+//   it so that they do not oversubscribe the cores (see thread_budget.hpp). While the consumer's
+//   steps run with every core of the budget, workers wait between actions (TaskGate). The consumer's count
 //   is leased on its thread from the run's first batch to its end (or to pause()): an ended or
 //   paused stream holds no thread setting and limits nothing in the process. A batch task on a
 //   worker sets the workers' count and leaves it: the workers are oneTBB's, and whatever runs on
@@ -30,6 +31,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <deque>
 #include <exception>
@@ -45,13 +47,88 @@ namespace batchpipe::detail {
 /// Thrown inside a task that noticed the stream was cancelled; never reaches a user.
 struct cancelled_run {};
 
+/// What the batch tasks of one stream check before each action: whether the stream is being torn
+/// down, and whether the consumer is running its steps (a singleton action and those after it)
+/// on every core of the budget. Then a worker waits, asleep, until the steps end: a batch made
+/// ahead would take a core from the steps' kernels (OpenBLAS's threads, which busy-wait for each
+/// other, then stall for a whole time slice), and the steps set the run's pace.
+class TaskGate {
+ public:
+  /// Throws cancelled_run once the stream is being torn down; on a worker, first waits while the
+  /// consumer's steps hold the cores.
+  void before_action(bool on_worker) const {
+    if (on_worker && steps_running_.load(std::memory_order_acquire)) wait_for_steps();
+    if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
+  }
+
+  void cancel() {
+    cancelled_.store(true, std::memory_order_relaxed);
+    wake_all();
+  }
+
+  /// Closes the gate for the workers while the consumer's steps run (when `hold` is set).
+  class StepsRunning {
+   public:
+    StepsRunning(TaskGate& gate, bool hold) : gate_(hold ? &gate : nullptr) {
+      if (gate_) gate_->steps_running_.store(true, std::memory_order_release);
+    }
+    ~StepsRunning() {
+      if (gate_) gate_->end_steps();
+    }
+    StepsRunning(const StepsRunning&) = delete;
+    StepsRunning& operator=(const StepsRunning&) = delete;
+
+   private:
+    TaskGate* gate_;
+  };
+
+ private:
+  void wait_for_steps() const {
+    std::unique_lock lock(mutex_);
+    wake_.wait(lock, [&] {
+      return !steps_running_.load(std::memory_order_relaxed) || cancelled_.load(std::memory_order_relaxed);
+    });
+  }
+
+  void end_steps() {
+    {
+      // Under the mutex, so that a worker between its check and its wait cannot miss the wake-up.
+      std::scoped_lock lock(mutex_);
+      steps_running_.store(false, std::memory_order_relaxed);
+    }
+    wake_.notify_all();
+  }
+
+  void wake_all() {
+    { std::scoped_lock lock(mutex_); }
+    wake_.notify_all();
+  }
+
+  std::atomic<bool> cancelled_{false};
+  std::atomic<bool> steps_running_{false};
+  mutable std::mutex mutex_;
+  mutable std::condition_variable wake_;
+};
+
+/// Handed to a batch's work: to call before each action (and before the batch is created).
+class BeforeAction {
+ public:
+  BeforeAction(const TaskGate& gate, bool on_worker) : gate_(&gate), on_worker_(on_worker) {}
+  void operator()() const { gate_->before_action(on_worker_); }
+
+ private:
+  const TaskGate* gate_;
+  bool on_worker_;
+};
+
 /// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.
 template <class T>
 class Prefetcher {
  public:
-  /// Makes the value of one batch; may throw. Between steps it should throw cancelled_run once
-  /// `cancelled` is set: the stream is being torn down and nobody will take the value.
-  using Work = std::function<T(BatchPlan, const std::atomic<bool>& cancelled)>;
+  /// Makes the value of one batch; may throw. It calls `before_action` before each step, which
+  /// throws cancelled_run when the stream is being torn down (nobody will take the value) and
+  /// holds a worker back while the consumer's steps hold the cores.
+  using Work = std::function<T(BatchPlan, const BeforeAction& before_action)>;
   /// Finishes a value on the consumer's thread, in delivery order; may throw. Optional.
   using Finish = std::function<void(T&)>;
 
@@ -62,6 +139,7 @@ class Prefetcher {
         prefetch_(options.prefetch),
         ordered_(options.ordered),
         budget_(ThreadBudget::from(options)),
+        hold_workers_during_steps_(prefetch_ > 0 && budget_.steps_take_every_core()),
         arena_(arena_size(prefetch_, budget_), 1) {}
 
   Prefetcher(const Prefetcher&) = delete;
@@ -82,7 +160,10 @@ class Prefetcher {
         consumer_thread_.store(std::this_thread::get_id());
       }
       std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
-      if (value && finish_) on_consumer([&] { finish_(*value); });
+      if (value && finish_) {
+        const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_);
+        on_consumer([&] { finish_(*value); });
+      }
       return value;
     } catch (...) {
       // Any error (a batch's, a finishing step's, the sampler's) ends the stream, and nothing it
@@ -119,7 +200,7 @@ class Prefetcher {
     auto plan = sampler_.next();
     if (!plan) return finish();
     std::optional<T> value;
-    on_consumer([&] { value.emplace(work_(std::move(*plan), cancelled_)); });
+    on_consumer([&] { value.emplace(work_(std::move(*plan), BeforeAction(gate_, false))); });
     return value;
   }
 
@@ -202,12 +283,12 @@ class Prefetcher {
     std::optional<T> value;
     std::exception_ptr error;
     try {
-      if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
       // On the consumer (which makes batches while it waits) the batch keeps the consumer's
       // count: preparation kernels give the same result either way, and switching costs more.
-      if (std::this_thread::get_id() != consumer_thread_.load())
-        set_intra_op_threads(static_cast<int>(budget_.worker_intra_op));
-      value.emplace(work_(std::move(slot.plan), cancelled_));
+      // Nor does it wait for the steps: it may be inside one (a step that waits for oneTBB work).
+      const bool on_worker = std::this_thread::get_id() != consumer_thread_.load();
+      if (on_worker) set_intra_op_threads(static_cast<int>(budget_.worker_intra_op));
+      value.emplace(work_(std::move(slot.plan), BeforeAction(gate_, on_worker)));
     } catch (...) {
       error = std::current_exception();
     }
@@ -234,7 +315,7 @@ class Prefetcher {
   }
 
   void cancel_and_wait() {
-    cancelled_.store(true, std::memory_order_relaxed);
+    gate_.cancel();
     for (auto& slot : window_) wait_for(*slot);
     window_.clear();
   }
@@ -245,6 +326,9 @@ class Prefetcher {
   std::size_t prefetch_;
   bool ordered_;
   ThreadBudget budget_;
+  // Workers hold back during the consumer's steps when those take every core of the budget and
+  // there are workers (prefetch); with intra_op_threads below the budget they go on beside them.
+  bool hold_workers_during_steps_;
   tbb::task_arena arena_;
   // The run's settings on the consumer's thread and OpenBLAS's pool: from the first batch asked
   // for to the run's end.
@@ -261,7 +345,7 @@ class Prefetcher {
 
   std::mutex mutex_;                          // guards the slots' results and done flags
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
-  std::atomic<bool> cancelled_{false};
+  TaskGate gate_;
   bool finished_ = false;
 };
 

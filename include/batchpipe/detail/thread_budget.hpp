@@ -114,6 +114,9 @@ struct ThreadBudget {
   std::size_t worker_intra_op = 1;    // LibTorch intra-op threads in a batch task on a worker
   std::size_t blas = 1;               // OpenBLAS's pool while the run works
 
+  /// Whether the consumer's kernels may use every core of the budget, leaving none to workers.
+  bool steps_take_every_core() const { return std::max(consumer_intra_op, blas) >= total; }
+
   static ThreadBudget from(const RunOptions& options) {
     ThreadBudget budget;
     budget.total =
