@@ -13,12 +13,13 @@
 //   of another run (a worker thread as consumer), or a run whose arena gets no worker at all,
 //   still makes progress: nothing hangs for want of a thread.
 // - One thread budget: the arena's concurrency and LibTorch's intra-op threads are derived from
-//   it so that they do not oversubscribe the cores (see thread_budget.hpp). While the consumer's
-//   steps run with every core of the budget, workers wait between actions (TaskGate). The consumer's count
-//   is leased on its thread from the run's first batch to its end (or to pause()): an ended or
-//   paused stream holds no thread setting and limits nothing in the process. A batch task on a
-//   worker sets the workers' count and leaves it: the workers are oneTBB's, and whatever runs on
-//   them next sets its own (putting it back after every task would cost a pool rebuild each).
+//   it so that they do not oversubscribe the cores (see thread_budget.hpp). While the
+//   consumer's steps run with every core of the budget, workers wait between actions (TaskGate).
+//   The consumer's count is leased on its thread from the run's first batch to its end (or to
+//   pause()): an ended or paused stream holds no thread setting and limits nothing in the
+//   process. A batch task on a worker sets the workers' count and leaves it: the workers are
+//   oneTBB's, and whatever runs on them next sets its own (putting it back after every task
+//   would cost a pool rebuild each).
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
@@ -41,6 +42,7 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace batchpipe::detail {
 
@@ -240,9 +242,13 @@ class Prefetcher {
     }
     std::unique_ptr<Slot> slot = std::move(*ready);
     window_.erase(ready);
-    wait_for(*slot);  // done already; a task_group must be waited for before it is destroyed
-    if (slot->error) std::rethrow_exception(slot->error);  // next() ends the stream
-    return std::move(slot->value);
+    if (slot->error) {
+      wait_for(*slot);  // done already; a task_group must be waited for before it is destroyed
+      std::rethrow_exception(slot->error);  // next() ends the stream
+    }
+    std::optional<T> value = std::move(slot->value);
+    spare_.push_back(std::move(slot));
+    return value;
   }
 
   // The slot to deliver now, or the window's end when none may go yet. Ordered: the oldest,
@@ -268,13 +274,28 @@ class Prefetcher {
   }
 
   void launch(BatchPlan plan) {
-    auto slot = std::make_unique<Slot>();
+    std::unique_ptr<Slot> slot = take_spare_slot();
     slot->plan = std::move(plan);
     // Enqueued (the arena's shared queue, which wakes a worker at once), and counted by the
     // slot's task_group, which the consumer waits on. The slot joins the window only once its
     // task is on its way, so that the window never holds a slot nothing will finish.
     arena_.enqueue(slot->task.defer([this, raw = slot.get()] { make(*raw); }));
     window_.push_back(std::move(slot));
+  }
+
+  // A slot whose batch was delivered, or a new one. Reusing slots spares each batch a oneTBB
+  // context and a task_group (their set-up and tear-down were a sizeable part of a batch's trip
+  // when its actions do little). Its last task has set `done`, which is the last thing the task
+  // does with the slot: its task_group may still be counting the task down, and takes the next.
+  std::unique_ptr<Slot> take_spare_slot() {
+    if (spare_.empty()) return std::make_unique<Slot>();
+    std::unique_ptr<Slot> slot = std::move(spare_.back());
+    spare_.pop_back();
+    std::scoped_lock lock(mutex_);
+    slot->value.reset();
+    slot->error = nullptr;
+    slot->done = false;
+    return slot;
   }
 
   // One batch task: the batch's work with the run's thread settings, its result parked in the
@@ -318,6 +339,8 @@ class Prefetcher {
     gate_.cancel();
     for (auto& slot : window_) wait_for(*slot);
     window_.clear();
+    for (auto& slot : spare_) wait_for(*slot);
+    spare_.clear();
   }
 
   BatchSampler sampler_;
@@ -345,6 +368,7 @@ class Prefetcher {
 
   std::mutex mutex_;                          // guards the slots' results and done flags
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
+  std::vector<std::unique_ptr<Slot>> spare_;  // delivered, to reuse (their tasks may be ending)
   TaskGate gate_;
   bool finished_ = false;
 };
