@@ -195,11 +195,14 @@ int main(int argc, char** argv) {
     for (std::size_t epoch = 0; epoch < s.epochs; ++epoch) {
       const auto start = std::chrono::steady_clock::now();
       std::size_t done = 0;
-      for (auto& batch : training.gen_batch({.batch_size = s.batch_size,
-                         .shuffle = s.seed + epoch,
-                         .prefetch = s.prefetch,
-                         .threads = s.threads,
-                         .intra_op_threads = s.intra_op_threads})) {
+      for (auto& batch : training.gen_batch(
+               {.batch_size = s.batch_size,
+    .shuffle = s.seed + epoch,
+    .prefetch = s.prefetch,
+    .threads = s.threads,
+    .intra_op_threads = s.intra_op_threads,
+    // A GPU step leaves the CPU to the batches made ahead.
+                .prepare_during_steps = device.is_cpu() ? std::nullopt : std::optional(true)})) {
         done += batch.size();
         const double seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -40,6 +40,12 @@ struct RunOptions {
   /// the batches made ahead alike; 0 derives them from the budget (see
   /// docs/pipelines-and-prefetch.md: the consumer's kernels get the budget, workers one thread).
   std::size_t intra_op_threads = 0;
+  /// Whether the workers go on making batches while the consumer runs its steps (the first
+  /// singleton action and those after it). Unset: they hold back when the steps' kernels take
+  /// every core of the budget (the default budget does), so that no batch takes a core from a
+  /// CPU training step. Set it for steps that leave the CPU free (training on a GPU, writing
+  /// files) or when preparation costs more than the steps.
+  std::optional<bool> prepare_during_steps = std::nullopt;
 };
 
 /// @brief What a finished run did.

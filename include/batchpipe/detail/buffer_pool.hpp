@@ -34,18 +34,23 @@ class BufferPool {
   static constexpr std::size_t kMaxPooledBuffer = kMaxCachedBytes / 4;
   static constexpr std::size_t kAlignment = 64;  // as LibTorch's CPU allocator aligns
 
-  /// The process's pool. Tensors that outlive it (freed during static destruction) keep it
-  /// alive through their deleters.
+  /// The process's pool. Never destroyed (a run still prefetching during static destruction
+  /// may ask it for memory); the buffers kept in it are freed with the process.
   static const std::shared_ptr<BufferPool>& shared() {
-    static const auto pool = std::make_shared<BufferPool>();
-    return pool;
+    static const auto* pool = new std::shared_ptr<BufferPool>(std::make_shared<BufferPool>());
+    return *pool;
   }
 
-  /// An uninitialized CPU tensor like at::empty(sizes, options), its memory from the pool.
+  /// An uninitialized contiguous CPU tensor of a plain dtype, like at::empty(sizes, options),
+  /// its memory from the pool. Its storage cannot grow (resize_ to more elements throws), as for
+  /// any tensor made over memory LibTorch does not own; the kernels' outputs never need to.
+  /// Anything else (quantized dtypes, pinned memory, gradients, other devices) is at::empty's.
   static at::Tensor empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
     const std::size_t bytes = byte_size(sizes, options);
-    if (bytes == 0 || bytes > kMaxPooledBuffer || options.device().type() != at::kCPU)
-      return at::empty(sizes, options);
+    const bool plain = options.device().type() == at::kCPU && options.layout() == at::kStrided &&
+                       !options.pinned_memory() && !options.requires_grad() &&
+                       !at::isQIntType(at::typeMetaToScalarType(options.dtype()));
+    if (!plain || bytes == 0 || bytes > kMaxPooledBuffer) return at::empty(sizes, options);
     std::shared_ptr<BufferPool> pool = shared();
     void* data = pool->take(bytes);
     return at::from_blob(
@@ -92,8 +97,7 @@ class BufferPool {
   void give_back(void* p, std::size_t bytes) noexcept {
     try {
       std::scoped_lock lock(mutex_);
-      make_room(bytes);
-      if (cached_bytes_ + bytes <= kMaxCachedBytes) {
+      if (fits_after_room_made(bytes)) {
         free_[bytes].push_back(p);
         cached_bytes_ += bytes;
         return;
@@ -103,9 +107,13 @@ class BufferPool {
     std::free(p);
   }
 
-  // Frees kept buffers of other sizes until `bytes` more fit: the shapes a process uses now
-  // matter, not those of a run that has ended.
-  void make_room(std::size_t bytes) {
+  // Whether a buffer of `bytes` may be kept: it fits, or it fits once kept buffers of other
+  // sizes are freed (which happens then): the shapes a process uses now matter, not those of a
+  // run that has ended. Buffers of its own size are never freed for it.
+  bool fits_after_room_made(std::size_t bytes) {
+    const auto same = free_.find(bytes);
+    const std::size_t same_bytes = same == free_.end() ? 0 : same->second.size() * bytes;
+    if (same_bytes + bytes > kMaxCachedBytes) return false;
     for (auto it = free_.begin(); it != free_.end() && cached_bytes_ + bytes > kMaxCachedBytes;) {
       auto& [size, buffers] = *it;
       while (size != bytes && !buffers.empty() && cached_bytes_ + bytes > kMaxCachedBytes) {
@@ -115,6 +123,7 @@ class BufferPool {
       }
       it = buffers.empty() ? free_.erase(it) : std::next(it);
     }
+    return true;
   }
 
   mutable std::mutex mutex_;

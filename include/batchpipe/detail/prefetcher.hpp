@@ -141,7 +141,8 @@ class Prefetcher {
         prefetch_(options.prefetch),
         ordered_(options.ordered),
         budget_(ThreadBudget::from(options)),
-        hold_workers_during_steps_(prefetch_ > 0 && budget_.steps_take_every_core()),
+        hold_workers_during_steps_(prefetch_ > 0 &&
+                                   !options.prepare_during_steps.value_or(!budget_.steps_take_every_core())),
         arena_(arena_size(prefetch_, budget_), 1) {}
 
   Prefetcher(const Prefetcher&) = delete;
@@ -247,6 +248,7 @@ class Prefetcher {
       std::rethrow_exception(slot->error);  // next() ends the stream
     }
     std::optional<T> value = std::move(slot->value);
+    slot->value.reset();
     spare_.push_back(std::move(slot));
     return value;
   }
@@ -285,12 +287,19 @@ class Prefetcher {
 
   // A slot whose batch was delivered, or a new one. Reusing slots spares each batch a oneTBB
   // context and a task_group (their set-up and tear-down were a sizeable part of a batch's trip
-  // when its actions do little). Its last task has set `done`, which is the last thing the task
-  // does with the slot: its task_group may still be counting the task down, and takes the next.
+  // when its actions do little). The slot's last task has set `done` and touches none of the
+  // slot's fields after that, but oneTBB may still be counting it down in the slot's task_group:
+  // deferring the next task on it meanwhile is allowed, and every slot, spare or not, is waited
+  // for before it is destroyed (cancel_and_wait).
   std::unique_ptr<Slot> take_spare_slot() {
     if (spare_.empty()) return std::make_unique<Slot>();
     std::unique_ptr<Slot> slot = std::move(spare_.back());
     spare_.pop_back();
+    if (slot->context.is_group_execution_cancelled()) {
+      // An action cancelled its oneTBB context: it would skip the next task's body.
+      wait_for(*slot);
+      slot->context.reset();
+    }
     std::scoped_lock lock(mutex_);
     slot->value.reset();
     slot->error = nullptr;
@@ -349,8 +358,8 @@ class Prefetcher {
   std::size_t prefetch_;
   bool ordered_;
   ThreadBudget budget_;
-  // Workers hold back during the consumer's steps when those take every core of the budget and
-  // there are workers (prefetch); with intra_op_threads below the budget they go on beside them.
+  // Whether workers hold back during the consumer's steps: by default when those take every
+  // core of the budget (RunOptions::prepare_during_steps decides otherwise), with prefetch.
   bool hold_workers_during_steps_;
   tbb::task_arena arena_;
   // The run's settings on the consumer's thread and OpenBLAS's pool: from the first batch asked
