@@ -9,6 +9,7 @@ macro(batchpipe_find_dependencies batchpipe_find)
   cmake_language(CALL ${batchpipe_find} Torch)
   cmake_language(CALL ${batchpipe_find} TBB)
   cmake_language(CALL ${batchpipe_find} ZLIB)
+  cmake_language(CALL ${batchpipe_find} nlohmann_json 3.10)  # Config's JSON
   # stb decodes images (io/image.hpp); without it batchpipe works, minus image files.
   find_package(stb QUIET)
   list(POP_FRONT CMAKE_MODULE_PATH)

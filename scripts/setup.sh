@@ -17,6 +17,7 @@ packages=(
   libbenchmark-dev      # W0 micro benchmarks (examples/benchmark/overhead.cpp)
   libstb-dev            # PNG / JPEG decoding
   zlib1g-dev            # gzip-compressed IDX files
+  nlohmann-json3-dev    # JSON for bp::Config
 )
 # What CI needs beyond the build: the API reference, and the Debian 13 root (scripts/debian13.sh).
 if [ "${1:-}" = "--ci" ]; then

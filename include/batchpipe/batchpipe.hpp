@@ -28,6 +28,7 @@
 #include <batchpipe/core/action.hpp>
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/batch_stream.hpp>
+#include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/index.hpp>
