@@ -120,7 +120,7 @@ TEST_CASE("actions are called by name with arguments checked at run time", "[act
   CHECK_THROWS_WITH(actions.call(batch, "scale", {}),
                     test::contains("action 'scale' of") && test::contains("takes 1 argument(s), got 0"));
   CHECK_THROWS_WITH(actions.call(batch, "scale", {std::string("x")}),
-                    test::contains("action 'scale': argument 1 must be float, got std::"));
+                    test::contains("action 'scale': parameter 1 (of 1, float) must be float, got std::"));
   CHECK_THROWS_WITH(actions.call(batch, "generic", {1}), test::contains("cannot be called by name"));
   CHECK_THROWS_WITH(actions.call(batch, "nope"), test::contains("has no action 'nope'"));
 }

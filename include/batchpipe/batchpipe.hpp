@@ -11,6 +11,8 @@
 ///   - action_options.hpp ActionOptions, ActionInfo
 ///   - model.hpp          BATCHPIPE_MODEL (MODEL) and the model directory: where models are built
 ///   - pipeline.hpp       `Pipeline<B>`: lazy and fluent; where actions are dispatched
+///   - expressions.hpp    named expressions B, V, C, F, R: arguments evaluated for each batch
+///   - config.hpp         Config: settings by dotted paths, JSON in and out
 ///   - batch_stream.hpp   `BatchStream<B>`: one run's batches, with prefetch
 ///   - run_options.hpp    RunOptions, RunStats
 ///   - random.hpp         Random: each batch's random stream
@@ -31,6 +33,7 @@
 #include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/index.hpp>
 #include <batchpipe/core/model.hpp>
 #include <batchpipe/core/parallel.hpp>

@@ -10,6 +10,7 @@
 #include <batchpipe/detail/action_binding.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/reserved_names.hpp>
+#include <batchpipe/detail/runtime_binding.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -141,6 +142,20 @@ class ActionRegistry {
     return entry.bind_by_name(args);
   }
 
+  /// The step of action `name` with named arguments `args` (a config object: parameter name to
+  /// value or expression object), defaults where omitted; errors begin with `where` (a file and
+  /// a place in it). See Pipeline::from_config.
+  detail::StepPtr<B> bind_keywords(std::string_view name, const Config& args,
+                                   const std::string& where) const {
+    const auto* entry = find(name);
+    if (!entry) throw Error(where + ": " + unknown_action_message(name));
+    if (!entry->bind_by_keywords) {
+      throw Error(where + ": action '" + entry->info.name + "' of " + detail::type_name<B>() +
+                  " cannot be called by name: it is overloaded or a template");
+    }
+    return entry->bind_by_keywords(args, where);
+  }
+
   /// The entry of Action (its depth in the chain is its place here).
   template <class Action>
   const detail::ActionEntry<B>& entry() const {
@@ -154,6 +169,7 @@ class ActionRegistry {
       entry->info = detail::describe_action<B, Action>();
       if constexpr (detail::nameable_action<B, Action>) {
         entry->bind_by_name = &detail::bind_by_name<B, Action>;
+        entry->bind_by_keywords = &detail::bind_by_keywords<B, Action>;
       }
       entries_.push_back(std::move(entry));
     });
@@ -168,8 +184,13 @@ class ActionRegistry {
 
   const detail::ActionEntry<B>& at(std::string_view name) const {
     if (const auto* entry = find(name)) return *entry;
-    throw Error(detail::type_name<B>() + " has no action '" + std::string(name) + "' (actions: " +
-                detail::join_names(entries_, [](const auto& entry) { return entry->info.name; }) + ")");
+    throw Error(unknown_action_message(name));
+  }
+
+  std::string unknown_action_message(std::string_view name) const {
+    return detail::type_name<B>() + " has no action '" + std::string(name) +
+           "' (actions: " + detail::join_names(entries_, [](const auto& entry) { return entry->info.name; }) +
+           ")";
   }
 
   std::vector<std::unique_ptr<detail::ActionEntry<B>>> entries_;

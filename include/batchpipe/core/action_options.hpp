@@ -19,6 +19,11 @@ struct ActionOptions {
   /// batch number and the action's place in the pipeline (not from the batch's random stream),
   /// so the same seed skips the same batches.
   double p = 1.0;
+  /// The names of the parameters a pipeline passes (after the model), in order, separated by
+  /// commas, each with an optional default written in JSON: `.params = "mean, std = 0.25"`. They
+  /// let a pipeline written in a config name its arguments (Pipeline::from_config). Empty: the
+  /// action takes positional arguments only.
+  std::string_view params{};
 };
 
 /// @brief What the registry says of one action.
@@ -34,6 +39,10 @@ struct ActionInfo {
   /// The C++ types of the arguments a pipeline passes (after the model), when known: an
   /// overloaded or template action has none and cannot be called by name.
   std::vector<std::string> parameters;
+  /// The parameters' names (ActionOptions::params); empty when the action does not name them.
+  std::vector<std::string> parameter_names;
+  /// Each named parameter's declared default as JSON text; empty where there is none.
+  std::vector<std::string> parameter_defaults;
   /// True when Pipeline::append and ActionRegistry::call can use the action (not overloaded or a template).
   bool callable_by_name = false;
 };

@@ -8,6 +8,7 @@
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 #include <batchpipe/fwd.hpp>
@@ -58,7 +59,14 @@ class Batch {
   /// The variable `name` of the pipeline running this batch (see variables.hpp).
   template <class T>
   Variable<T> variable(std::string_view name) const {
-    return variables_.template get<T>(name);
+    return context_ ? context_->variables.template get<T>(name) : Variables().template get<T>(name);
+  }
+
+  /// The config of the pipeline running this batch (Pipeline::with_config); empty for a batch
+  /// that no pipeline runs.
+  const Config& config() const noexcept {
+    static const Config empty;
+    return context_ ? context_->config : empty;
   }
 
   /// The tensor component `name`, created undefined when missing (for assignment).
@@ -183,7 +191,7 @@ class Batch {
   std::size_t number_ = 0;
   std::size_t epoch_ = 0;
   Random random_;
-  Variables variables_;
+  detail::RunContextPtr context_;
   std::map<std::string, std::any, std::less<>> components_;
 };
 

@@ -6,6 +6,7 @@
 #include <batchpipe/core/action.hpp>
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/batch_stream.hpp>
+#include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/random.hpp>
@@ -15,6 +16,7 @@
 #include <batchpipe/detail/action_binding.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/prefetcher.hpp>
+#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -63,12 +65,45 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
 
   /// This pipeline with action `name` added, its arguments checked at run time against the
-  /// action's parameters: every parameter must be given, even one with a default, and numbers
-  /// convert between arithmetic types. An Error for an unknown action, one that cannot be called
-  /// by name (ActionInfo::callable_by_name), or arguments that do not fit.
+  /// action's parameters: trailing parameters with C++ default arguments may be left out, numbers
+  /// convert between arithmetic types, and an argument may be an expression (`bp::C("lr")`). An
+  /// Error for an unknown action, one that cannot be called by name
+  /// (ActionInfo::callable_by_name), or arguments that do not fit.
   [[nodiscard]] Pipeline append(std::string_view name, std::vector<std::any> args = {}) const {
     return with_step(B::actions().bind(name, std::move(args)));
   }
+
+  /// A pipeline written in a config: the actions listed at `path` (an array), in order, each a
+  /// name (`"flip"`) or an object of one key, the name, whose value holds the named arguments
+  /// (`{"normalize": {"mean": 0.286, "std": {"C": "data.std"}}}`); an argument left out takes
+  /// the default its ACTION declares (`.params`), or its C++ default when it is among the last.
+  /// The pipeline carries the whole config (`C(...)`, Batch::config). Errors name the config's
+  /// source (the file), the place (`pipeline[2]`), the action and the argument.
+  static Pipeline from_config(Dataset<B> dataset, const Config& config, std::string_view path = "pipeline") {
+    const auto actions = config.get<Config::json>(path);
+    if (!actions.is_array()) {
+      throw Error(config.source() + ": '" + std::string(path) + "' is a " + actions.type_name() +
+                  ", expected an array of actions");
+    }
+    Pipeline result(std::move(dataset));
+    result.config_ = config;
+    for (std::size_t i = 0; i < actions.size(); ++i) {
+      const std::string where = config.source() + ": " + std::string(path) + "[" + std::to_string(i) + "]";
+      result.steps_.push_back(step_from_json(actions[i], where));
+    }
+    return result;
+  }
+
+  /// This pipeline carrying `config`: what `C(...)` arguments, Batch::config and model
+  /// definitions that take a config read. This pipeline is unchanged.
+  [[nodiscard]] Pipeline with_config(Config config) const {
+    Pipeline result = *this;
+    result.config_ = std::move(config);
+    return result;
+  }
+
+  /// The config the pipeline carries (empty unless one was given).
+  const Config& config() const noexcept { return config_; }
 
   /// This pipeline with a new variable `name` holding `initial`; the actions of the pipelines
   /// chained from it reach it with `variable<T>(name)`. This pipeline is unchanged.
@@ -88,10 +123,12 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return variables_.template get<T>(name);
   }
 
-  /// a's actions, then b's, over a's dataset (b's when a has none); the variables of both.
+  /// a's actions, then b's, over a's dataset (b's when a has none); the variables and configs of
+  /// both (a's where both have one).
   [[nodiscard]] friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
     Pipeline result = a;
     result.variables_ = a.variables_.merged(b.variables_);
+    result.config_ = b.config_.merged(a.config_);
     if (!result.dataset_) result.dataset_ = b.dataset_;
     result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
     return result;
@@ -122,9 +159,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     // and the steps after it run on the consumer's thread as each batch is handed out, so they
     // see the batches one at a time and in order, whatever the prefetch.
     const std::size_t parallel_steps = first_singleton();
-    auto make = [dataset = *dataset_, steps = steps_, variables = variables_, seed, parallel_steps](
+    auto context = std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_});
+    auto make = [dataset = *dataset_, steps = steps_, context = std::move(context), seed, parallel_steps](
                     detail::BatchPlan plan, const detail::BeforeAction& before_action) {
-      return make_batch(dataset, steps, parallel_steps, variables, seed, plan, before_action);
+      return make_batch(dataset, steps, parallel_steps, context, seed, plan, before_action);
     };
     typename detail::Prefetcher<B>::Finish finish;
     if (parallel_steps < steps_.size()) {
@@ -163,6 +201,24 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   template <class Action, class P, class... A>
   friend P detail::append_action(const P& pipeline, A&&... args);
 
+  /// One action of a config's list: "name", or {"name": {arguments}} (null: no arguments).
+  static detail::StepPtr<B> step_from_json(const Config::json& action, const std::string& where) {
+    if (action.is_string())
+      return B::actions().bind_keywords(action.template get<std::string>(), Config(), where);
+    if (!action.is_object() || action.size() != 1) {
+      throw Error(where +
+                  ": an action is a name or an object of one key, the name, with its arguments; got " +
+                  action.dump());
+    }
+    const std::string name = action.begin().key();
+    const Config::json& args = action.begin().value();
+    if (!args.is_object() && !args.is_null()) {
+      throw Error(where + ": the arguments of action '" + name + "' are an object of named values, not " +
+                  args.dump());
+    }
+    return B::actions().bind_keywords(name, args.is_null() ? Config() : Config(args, where), where);
+  }
+
   Pipeline with_step(detail::StepPtr<B> step) const {
     Pipeline result = *this;
     result.steps_.push_back(std::move(step));
@@ -186,7 +242,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// Makes batch `plan.number` and passes it through the parallel steps.
   static B make_batch(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
-                      std::size_t parallel_steps, const Variables& variables, std::uint64_t seed,
+                      std::size_t parallel_steps, const detail::RunContextPtr& context, std::uint64_t seed,
                       const detail::BatchPlan& plan, const detail::BeforeAction& before_action) {
     before_action();
     std::optional<B> made;
@@ -200,7 +256,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     detail::access::number(batch) = plan.number;
     detail::access::epoch(batch) = plan.epoch;
     detail::access::random(batch) = Random(detail::derive_seed(seed, plan.number));
-    detail::access::variables(batch) = variables;
+    detail::access::context(batch) = context;
     run_steps(batch, steps, 0, parallel_steps, seed, &before_action);
     return std::move(batch);
   }
@@ -233,6 +289,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   std::optional<Dataset<B>> dataset_;
   std::vector<detail::StepPtr<B>> steps_;
   Variables variables_;
+  Config config_;
   detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
 };
 

@@ -55,8 +55,8 @@ struct access {
     return batch.random_;
   }
   template <class B>
-  static auto& variables(B& batch) {
-    return batch.variables_;
+  static auto& context(B& batch) {
+    return batch.context_;
   }
 };
 

@@ -1,14 +1,17 @@
 #pragma once
 // How an action meets a batch: a pipeline's arguments are stored and converted to the action's
-// parameter types (checked at compile time for fluent calls, at run time for calls by name), the
+// parameter types (checked at compile time for fluent calls; runtime_binding.hpp binds calls by
+// name), expressions among them are evaluated for each batch, the
 // action's model is fetched from the class's directory, the singleton lock is taken, and a batch
 // the action returns replaces the old one. The result is a Step, which a pipeline keeps.
 
 #include <batchpipe/core/action_options.hpp>
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/model.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/parameter_list.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -46,7 +49,10 @@ template <class B>
 struct ActionEntry {
   ActionInfo info;
   mutable std::mutex singleton_mutex;
+  /// Binds positional arguments checked at run time (Pipeline::append).
   StepPtr<B> (*bind_by_name)(std::vector<std::any>& args) = nullptr;
+  /// Binds named arguments read from a config (Pipeline::from_config); `where` names the place.
+  StepPtr<B> (*bind_by_keywords)(const Config& args, const std::string& where) = nullptr;
 };
 
 /// Declared here for the ACTION macro, defined in pipeline.hpp.
@@ -80,15 +86,49 @@ concept nameable_action = requires {
   Action::template pointer<B>();
 };
 
-/// How a pipeline keeps an argument bound to parameter type Param: a non-const reference
-/// parameter keeps a reference to the caller's object, anything else a converted copy.
-template <class Param, class Arg>
+/// The type of Action's parameter I that a pipeline supplies; void when the action's parameter
+/// types are unknown (overloaded or a template) or it has fewer.
+template <class B, class Action, std::size_t I>
+struct parameter_at {
+  using type = void;
+};
+template <class B, class Action, std::size_t I>
+requires nameable_action<B, Action> &&
+    (I < std::tuple_size_v<typename pipeline_parameters<B, Action>::type>)struct parameter_at<B, Action, I> {
+  using type = std::tuple_element_t<I, typename pipeline_parameters<B, Action>::type>;
+};
+template <class B, class Action, std::size_t I>
+using parameter_t = typename parameter_at<B, Action, I>::type;
+
+template <class Param>
+inline constexpr bool is_mutable_reference =
+    std::is_lvalue_reference_v<Param> && !std::is_const_v<std::remove_reference_t<Param>>;
+
+/// How a pipeline keeps an argument bound to parameter type Param (void: unknown): a non-const
+/// reference parameter keeps a reference to the caller's object, an expression is kept to be
+/// evaluated for each batch, anything else is a converted copy.
+template <class B, class Param, class Arg>
 auto store_argument(Arg&& arg) {
   using Value = std::remove_cvref_t<Param>;
-  if constexpr (is_reference_wrapper<std::remove_cvref_t<Arg>>::value) {
+  if constexpr (expression<Arg>) {
+    using E = std::remove_cvref_t<Arg>;
+    static_assert(!is_mutable_reference<Param>,
+                  "an expression's value is made for each batch: pass it to a parameter taken by "
+                  "value or by const reference");
+    if constexpr (std::is_void_v<Param>) {
+      static_assert(typed_expression<E>,
+                    "this action is overloaded or a template, so an expression must say its type: "
+                    "write B<T>(...), V<T>(...) or C<T>(...)");
+    } else if constexpr (typed_expression<E>) {
+      static_assert(std::is_convertible_v<typename expression_result<E, Value, B>::type, Value>,
+                    "the expression's type does not convert to the type of the action's parameter");
+    }
+    return E(std::forward<Arg>(arg));
+  } else if constexpr (std::is_void_v<Param>) {
+    return std::decay_t<Arg>(std::forward<Arg>(arg));
+  } else if constexpr (is_reference_wrapper<std::remove_cvref_t<Arg>>::value) {
     return arg;
-  } else if constexpr (std::is_lvalue_reference_v<Param> &&
-                       !std::is_const_v<std::remove_reference_t<Param>>) {
+  } else if constexpr (is_mutable_reference<Param>) {
     static_assert(std::is_lvalue_reference_v<Arg&&>,
                   "an action parameter that is a non-const reference binds to the caller's "
                   "object: pass a named object that outlives the run");
@@ -107,17 +147,46 @@ auto store_argument(Arg&& arg) {
 template <class B, class Action, class... A>
 auto store_arguments(A&&... args) {
   if constexpr (nameable_action<B, Action>) {
-    using Params = typename pipeline_parameters<B, Action>::type;
-    static_assert(sizeof...(A) <= std::tuple_size_v<Params>, "too many arguments for this action");
-    return [&]<std::size_t... I>(std::index_sequence<I...>) {
-      return std::tuple<decltype(store_argument<std::tuple_element_t<I, Params>>(std::forward<A>(args)))...>(
-          store_argument<std::tuple_element_t<I, Params>>(std::forward<A>(args))...);
+    static_assert(sizeof...(A) <= std::tuple_size_v<typename pipeline_parameters<B, Action>::type>,
+                  "too many arguments for this action");
+  }
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return std::tuple<decltype(store_argument<B, parameter_t<B, Action, I>>(std::forward<A>(args)))...>(
+        store_argument<B, parameter_t<B, Action, I>>(std::forward<A>(args))...);
+  }
+  (std::index_sequence_for<A...>{});
+}
+
+/// "parameter 'std' (2 of 2, float)": a parameter as errors name it.
+inline std::string describe_parameter(const ActionInfo& action, std::size_t i) {
+  std::string text = "parameter ";
+  text += i < action.parameter_names.size()
+              ? "'" + action.parameter_names[i] + "' (" + std::to_string(i + 1) + " "
+              : std::to_string(i + 1) + " (";
+  text += "of " + std::to_string(action.parameters.size());
+  if (i < action.parameters.size()) text += ", " + action.parameters[i];
+  return text + ")";
+}
+
+/// A stored argument as the action receives it: an expression evaluated for this batch (an error
+/// names the parameter, the expression and what went wrong), anything else as stored.
+template <class Param, class B, class S>
+decltype(auto) resolve_argument(const S& stored, B& batch, const ActionInfo& action, std::size_t i) {
+  if constexpr (expression<S>) {
+    try {
+      return stored.template evaluate<std::remove_cvref_t<Param>>(batch);
+    } catch (...) {
+      std::throw_with_nested(
+          Error(describe_parameter(action, i) + " = " + stored.text() + ": " + current_exception_message()));
     }
-    (std::index_sequence_for<A...>{});
   } else {
-    return std::tuple<std::decay_t<A>...>(std::forward<A>(args)...);
+    return unwrap_argument(stored);
   }
 }
+
+template <class B, class Action, std::size_t I, class S>
+using resolved_t = decltype(resolve_argument<parameter_t<B, Action, I>>(
+    std::declval<const S&>(), std::declval<B&>(), std::declval<const ActionInfo&>(), I));
 
 /// Puts the batch an action returned in place of the old one. A returned batch without an
 /// index (made from scratch) takes the old batch's items; number, epoch and random stream carry on.
@@ -128,18 +197,25 @@ void adopt_batch(B& batch, B&& result) {
   access::number(result) = access::number(batch);
   access::epoch(result) = access::epoch(batch);
   access::random(result) = access::random(batch);
-  access::variables(result) = access::variables(batch);
+  access::context(result) = access::context(batch);
   batch = std::move(result);
 }
 
-/// Calls Action on the batch with its model (if any) and the unwrapped stored arguments, under
-/// the singleton lock when the action is a singleton.
-template <class B, class Action, class... A>
-void run_action(B& batch, const ActionEntry<B>& entry, const A&... stored) {
+/// Calls Action on the batch with its model (if any) and the stored arguments resolved for this
+/// batch, under the singleton lock when the action is a singleton.
+template <class B, class Action, class... S>
+void run_action(B& batch, const ActionEntry<B>& entry, const std::tuple<S...>& stored) {
   std::unique_lock<std::mutex> lock(entry.singleton_mutex, std::defer_lock);
   if constexpr (Action::options.singleton) lock.lock();
   auto call = [&](auto&... model) -> decltype(auto) {
-    return Action::template invoke<B>(batch, model..., unwrap_argument(stored)...);
+    return [&]<std::size_t... I>(std::index_sequence<I...>)->decltype(auto) {
+      // A braced list evaluates left to right: R(...) arguments draw in parameter order.
+      std::tuple<resolved_t<B, Action, I, S>...> args{
+          resolve_argument<parameter_t<B, Action, I>>(std::get<I>(stored), batch, entry.info, I)...};
+      return Action::template invoke<B>(batch, model...,
+                                        std::forward<resolved_t<B, Action, I, S>>(std::get<I>(args))...);
+    }
+    (std::index_sequence_for<S...>{});
   };
   auto finish = [&](auto&... model) {
     using Result = decltype(call(model...));
@@ -165,22 +241,34 @@ void run_action(B& batch, const ActionEntry<B>& entry, const A&... stored) {
   }
 }
 
+/// True when Action accepts its model (if any) and the stored arguments, resolved.
+template <class B, class Action, class Stored>
+constexpr bool accepts_arguments() {
+  return []<class... S>(std::tuple<S...>*) {
+    return [&]<std::size_t... I>(std::index_sequence<I...>) {
+      if constexpr (uses_model<B, Action>) {
+        using Model = model_type_t<B, typename action_model<B, Action>::descriptor>;
+        return Action::template invocable<B, Model&, resolved_t<B, Action, I, S>...>;
+      } else {
+        return Action::template invocable<B, resolved_t<B, Action, I, S>...>;
+      }
+    }
+    (std::index_sequence_for<S...>{});
+  }(static_cast<Stored*>(nullptr));
+}
+
 /// Checks at compile time that Action accepts its model (if any) and the stored arguments.
 template <class B, class Action, class Stored>
 constexpr void check_binding() {
-  []<class... S>(std::tuple<S...>*) {
-    if constexpr (uses_model<B, Action>) {
-      using Model = model_type_t<B, typename action_model<B, Action>::descriptor>;
-      static_assert(
-          Action::template invocable<B, Model&, decltype(unwrap_argument(std::declval<const S&>()))...>,
-          "this ACTION cannot be called with its model's descriptor (by reference, "
-          "first) and these arguments: check the first parameter's type and the "
-          "arguments' types");
-    } else {
-      static_assert(Action::template invocable<B, decltype(unwrap_argument(std::declval<const S&>()))...>,
-                    "this ACTION cannot be called with these arguments: check their number and types");
-    }
-  }(static_cast<Stored*>(nullptr));
+  if constexpr (uses_model<B, Action>) {
+    static_assert(accepts_arguments<B, Action, Stored>(),
+                  "this ACTION cannot be called with its model's descriptor (by reference, "
+                  "first) and these arguments: check the first parameter's type and the "
+                  "arguments' types");
+  } else {
+    static_assert(accepts_arguments<B, Action, Stored>(),
+                  "this ACTION cannot be called with these arguments: check their number and types");
+  }
 }
 
 template <class B, class Action>
@@ -192,75 +280,39 @@ StepPtr<B> make_step(Stored stored) {
   check_binding<B, Action, Stored>();
   const ActionEntry<B>& entry = entry_of<B, Action>();
   auto apply = [stored = std::move(stored), &entry](B& batch) {
-    std::apply([&](const auto&... args) { run_action<B, Action>(batch, entry, args...); }, stored);
+    run_action<B, Action>(batch, entry, stored);
   };
   return std::make_shared<const Step<B>>(Step<B>{&entry, std::move(apply)});
 }
 
-/// A run-time argument converted to T: exact type, or any arithmetic type to an arithmetic T,
-/// or a C string to std::string.
-template <class T>
-T argument_from_any(const std::any& value, const ActionInfo& action, std::size_t position) {
-  if (const T* exact = std::any_cast<T>(&value)) return *exact;
-  if constexpr (std::is_arithmetic_v<T>) {
-    using Types =
-        std::tuple<bool, char, int, unsigned, long, unsigned long, long long, unsigned long long, float,
-                   double, long double, std::int8_t, std::uint8_t, std::int16_t, std::uint16_t>;
-    std::optional<T> converted;
-    [&]<class... N>(std::tuple<N...>*) {
-      ((converted || !std::any_cast<N>(&value) ? void()
-                                               : void(converted = static_cast<T>(*std::any_cast<N>(&value)))),
-       ...);
-    }(static_cast<Types*>(nullptr));
-    if (converted) return *converted;
-  }
-  if constexpr (std::is_same_v<T, std::string>) {
-    if (const auto* text = std::any_cast<const char*>(&value)) return std::string(*text);
-  }
-  throw Error("action '" + action.name + "': argument " + std::to_string(position + 1) + " must be " +
-              type_name<T>() + ", got " +
-              (value.has_value() ? type_name(value.type()) : std::string("nothing")));
-}
-
-/// Binds run-time arguments to Action, checking their number and types.
-template <class B, class Action>
-StepPtr<B> bind_by_name(std::vector<std::any>& args) {
-  using Params = typename pipeline_parameters<B, Action>::type;
-  const ActionInfo& info = entry_of<B, Action>().info;
-  constexpr std::size_t arity = std::tuple_size_v<Params>;
-  if (args.size() != arity) {
-    throw Error("action '" + info.name + "' of " + type_name<B>() + " takes " + std::to_string(arity) +
-                " argument(s), got " + std::to_string(args.size()));
-  }
-  return [&]<std::size_t... I>(std::index_sequence<I...>) {
-    auto convert = [&]<std::size_t J>() {
-      using Param = std::tuple_element_t<J, Params>;
-      using Value = std::remove_cvref_t<Param>;
-      if constexpr (std::is_lvalue_reference_v<Param> && !std::is_const_v<std::remove_reference_t<Param>>) {
-        return argument_from_any<std::reference_wrapper<Value>>(args[J], info, J);
-      } else {
-        return argument_from_any<Value>(args[J], info, J);
-      }
-    };
-    (void)convert;  // unused when the action takes no arguments
-    return make_step<B, Action>(std::tuple{convert.template operator()<I>()...});
-  }
-  (std::make_index_sequence<arity>{});
-}
-
 template <class B, class Action>
 ActionInfo describe_action() {
-  ActionInfo info{std::string(Action::label),
-                  std::string(Action::options.model),
-                  Action::options.singleton,
-                  Action::options.p,
-                  {},
-                  false};
+  ActionInfo info;
+  info.name = std::string(Action::label);
+  info.model = std::string(Action::options.model);
+  info.singleton = Action::options.singleton;
+  info.p = Action::options.p;
+  static_assert(valid_parameter_list(Action::options.params),
+                "ACTION(..., .params = \"...\"): write the names as identifiers, each once, "
+                "separated by commas, each with an optional '= default' in JSON");
   if constexpr (nameable_action<B, Action>) {
+    using Params = typename pipeline_parameters<B, Action>::type;
+    static_assert(Action::options.params.empty() ||
+                      count_parameters(Action::options.params) == std::tuple_size_v<Params>,
+                  "ACTION(..., .params = \"...\") names a different number of parameters than the "
+                  "action takes (after its model)");
     [&]<class... P>(std::tuple<P...>*) {
       (info.parameters.push_back(type_name<P>() + (std::is_lvalue_reference_v<P> ? "&" : "")), ...);
-    }(static_cast<typename pipeline_parameters<B, Action>::type*>(nullptr));
+    }(static_cast<Params*>(nullptr));
     info.callable_by_name = true;
+  } else {
+    static_assert(Action::options.params.empty(),
+                  "ACTION(..., .params = \"...\"): an overloaded or template action cannot name its "
+                  "parameters");
+  }
+  for (auto& parameter : split_parameters(Action::options.params)) {
+    info.parameter_names.push_back(std::move(parameter.name));
+    info.parameter_defaults.push_back(std::move(parameter.default_json));
   }
   return info;
 }

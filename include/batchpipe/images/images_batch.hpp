@@ -64,7 +64,8 @@ class ImagesBatchBase : public Batch<Derived> {
  public:
   /// Reads every item's file (from a files index) into `component`, stacked. `format` is "npy",
   /// "idx" or "image" (PNG, JPEG, ... decoded in parallel).
-  BATCHPIPE_ACTION(load)(std::string format, std::string component = "images") {
+  BATCHPIPE_ACTION(load, .params = "format, component = \"images\"")
+  (std::string format, std::string component = "images") {
     const Index& items = this->index();
     std::vector<std::filesystem::path> paths;
     for (std::size_t i = 0; i < items.size(); ++i) paths.push_back(items.path(i));
@@ -87,7 +88,7 @@ class ImagesBatchBase : public Batch<Derived> {
 
   /// Writes each item's row of `component` to `folder/<id>.<format>` ("npy", "idx", "png",
   /// "jpg"), creating the folder.
-  BATCHPIPE_ACTION(dump)
+  BATCHPIPE_ACTION(dump, .params = "folder, format = \"npy\", component = \"images\"")
   (std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
     std::filesystem::create_directories(folder);
     const at::Tensor data = this->get(component).cpu();
@@ -98,7 +99,8 @@ class ImagesBatchBase : public Batch<Derived> {
   }
 
   /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
-  BATCHPIPE_ACTION(normalize)(float mean, float std, float scale = 1.0f, std::string component = "images") {
+  BATCHPIPE_ACTION(normalize, .params = "mean, std, scale = 1.0, component = \"images\"")
+  (float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
     if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {
       x = detail::normalize_uint8(x, mean, std, scale);
@@ -108,20 +110,22 @@ class ImagesBatchBase : public Batch<Derived> {
   }
 
   /// Converts `component` to `dtype`.
-  BATCHPIPE_ACTION(cast)(at::ScalarType dtype, std::string component = "images") {
+  BATCHPIPE_ACTION(cast, .params = "dtype, component = \"images\"")
+  (at::ScalarType dtype, std::string component = "images") {
     auto& x = (*this)[component];
     x = x.to(dtype);
   }
 
   /// Moves every tensor component to `device`.
-  BATCHPIPE_ACTION(to_device)(at::Device device) {
+  BATCHPIPE_ACTION(to_device, .params = "device")(at::Device device) {
     for (const auto& name : this->components()) {
       if (auto* tensor = this->template try_get<at::Tensor>(name)) *tensor = tensor->to(device);
     }
   }
 
   /// Flips each item left-right with probability p.
-  BATCHPIPE_ACTION(flip)(double p = 0.5, std::string component = "images") {
+  BATCHPIPE_ACTION(flip, .params = "p = 0.5, component = \"images\"")
+  (double p = 0.5, std::string component = "images") {
     auto& x = (*this)[component];
     const Random items(this->random()());
     at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
@@ -138,7 +142,7 @@ class ImagesBatchBase : public Batch<Derived> {
 
   /// Crops each item to height x width after zero padding of `padding` on every side: at a
   /// random place with probability p, else at the centre.
-  BATCHPIPE_ACTION(crop)
+  BATCHPIPE_ACTION(crop, .params = "height, width, padding = 0, p = 1.0, component = \"images\"")
   (int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
     auto& x = (*this)[component];
     if (padding < 0) throw Error("crop: padding " + std::to_string(padding) + " is negative");
