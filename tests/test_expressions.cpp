@@ -232,9 +232,20 @@ TEST_CASE(
   fails(R"([{"normalize": {"mean": 0}}])",
         "run.json: pipeline[0]: action 'normalize': parameter 'std' (2 of 4, float) is missing");
   fails(R"([{"normalize": {"mean": "zero", "std": 1}}])",
-        "run.json: pipeline[0]: 'mean' is a string (\"zero\"), expected a number");
+        "run.json: pipeline[0]: action 'normalize', parameter 'mean' (1 of 4, float): 'mean' is a string "
+        "(\"zero\"), "
+        "expected a number");
   fails(R"([{"crop": {"height": 2.5, "width": 2}}])",
-        "run.json: pipeline[0]: 'height' is a number (2.5), expected an integer");
+        "run.json: pipeline[0]: action 'crop', parameter 'height' (1 of 5, long): 'height' is a number "
+        "(2.5), expected an "
+        "integer");
+  fails(R"([{"to_device": {"device": "abacus"}}])",
+        "run.json: pipeline[0]: action 'to_device', parameter 'device' (1 of 1, c10::Device): ");
+  fails(R"([{"normalize": {"mean": {"R": ["uniform", 2, 1]}, "std": 1}}])",
+        "needs low <= high, got [\"uniform\",2,1]");
+  fails(R"([{"normalize": {"mean": {"R": ["normal", 0, 0]}, "std": 1}}])", "needs std > 0");
+  fails(R"([{"crop": {"height": {"R": ["uniform", 2, 3]}, "width": 2}}])",
+        "draws real numbers, and this parameter is a long");
   fails(R"([{"normalize": {"mean": {"R": ["gamma", 1, 2]}, "std": 1}}])",
         "pipeline[0]: action 'normalize', parameter 'mean' (1 of 4, float): {\"R\": ...} takes");
   fails(R"([{"cast": {"dtype": 6}}])",
@@ -244,7 +255,7 @@ TEST_CASE(
         "run.json: pipeline[0]: the arguments of action 'flip' are an object of named values");
   fails(R"([{"flip": {}, "crop": {}}])",
         "run.json: pipeline[0]: an action is a name or an object of one key");
-  fails(R"({"flip": {}})", "run.json: 'pipeline' is a object, expected an array of actions");
+  fails(R"({"flip": {}})", "run.json: 'pipeline' must be an array of actions, not {\"flip\":{}}");
   CHECK_THROWS_WITH(bp::Pipeline<bp::ImagesBatch>::from_config(dataset, bp::Config::parse("{}", "run.json")),
                     test::contains("run.json: no setting 'pipeline'"));
 

@@ -6,6 +6,7 @@
 // examples/common/example.hpp.
 
 #include "../common/example.hpp"
+#include "fashion.hpp"
 
 #include <batchpipe/batchpipe.hpp>
 
@@ -24,6 +25,8 @@
 
 namespace {
 
+using namespace fashion;
+
 struct Settings {
   std::filesystem::path data = "/usr/share/datasets/fashion-mnist";
   std::string model = "mlp";
@@ -40,53 +43,6 @@ struct Settings {
   std::filesystem::path save, load;
   bool quiet = false;
 };
-
-using Model = bp::TorchModel<torch::nn::Sequential, torch::optim::Adam>;
-
-// A small convolutional network or a multilayer perceptron, for 28x28 images.
-torch::nn::Sequential make_network(const std::string& kind) {
-  namespace nn = torch::nn;
-  if (kind == "cnn") {
-    return nn::Sequential(nn::Unflatten(nn::UnflattenOptions(1, {1, 28})),  // [n, 1, 28, 28]
-                          nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
-                          nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::ReLU(), nn::MaxPool2d(2),
-                          nn::Flatten(), nn::Linear(64 * 7 * 7, 128), nn::ReLU(), nn::Linear(128, 10));
-  }
-  return nn::Sequential(nn::Flatten(), nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 10));
-}
-
-struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
-  // Read by the model definition, which runs on first use: main sets them before any run.
-  inline static std::string network = "mlp";
-  inline static double learning_rate = 1e-3;
-  inline static torch::Device device{torch::kCPU};
-  inline static std::uint64_t seed = 0;
-
-  MODEL(classifier)() {
-    torch::manual_seed(seed);
-    auto net = make_network(network);
-    net->to(device);
-    return Model{net, torch::optim::Adam(net->parameters(), torch::optim::AdamOptions(learning_rate))};
-  }
-
-  // A singleton: one step at a time, batches in order, whatever the prefetch.
-  ACTION(train, .model = "classifier", .singleton = true)(Model& model) {
-    const double loss = bp::train_step(model.module, model.optimizer, get("images"), get("labels"));
-    variable<double>("loss").update(
-        [&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
-  }
-
-  ACTION(evaluate, .model = "classifier")(Model& model) {
-    bp::evaluate(model.module, get("images"), get("labels"), variable<bp::Accuracy>("accuracy"));
-  }
-};
-
-bp::Dataset<FashionBatch> load_split(const std::filesystem::path& folder, const std::string& prefix) {
-  auto images = bp::io::read_idx(folder / (prefix + "-images-idx3-ubyte.gz"));
-  auto labels = bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).to(torch::kLong);
-  return bp::Dataset<FashionBatch>(static_cast<std::size_t>(images.size(0)),
-                                   {{"images", images}, {"labels", labels}});
-}
 
 // One line on stderr, redrawn in place: epoch, progress, items/s and the running loss.
 class ProgressBar {
@@ -171,11 +127,11 @@ int main(int argc, char** argv) {
     if (s.intra_op_threads == 0 && s.model == "cnn") {
       s.intra_op_threads = s.threads ? s.threads : std::max(1u, std::thread::hardware_concurrency());
     }
-    FashionBatch::network = s.model;
-    FashionBatch::learning_rate = s.learning_rate;
-    FashionBatch::device = device;
-    FashionBatch::seed = s.seed;
-    if (!s.load.empty()) bp::load_checkpoint<FashionBatch>(s.load);
+    bp::Config model_config;
+    model_config.set("network", s.model)
+        .set("lr", s.learning_rate)
+        .set("device", device.str())
+        .set("seed", s.seed);
 
     const auto train_data = load_split(s.data, "train");
     const auto test_data = load_split(s.data, "t10k");
@@ -185,10 +141,18 @@ int main(int argc, char** argv) {
       auto p = data.pipeline().normalize(0.2860f, 0.3530f, 1 / 255.f);
       if (augment != "none") p = p.flip(0.5);
       if (augment == "flip-crop") p = p.crop(28, 28, 2);
-      return p.to_device(FashionBatch::device);
+      return p.to_device(device);
     };
-    auto training = prepare(train_data, s.augment).init_variable("loss", 0.0).train();
-    auto evaluation = prepare(test_data, "none").init_variable("accuracy", bp::Accuracy{}).evaluate();
+    // The training pipeline holds the model's instance; evaluation uses the same, trained one.
+    auto training = prepare(train_data, s.augment)
+                        .init_model("classifier", model_config)
+                        .init_variable("loss", 0.0)
+                        .train();
+    auto evaluation = prepare(test_data, "none")
+                          .with_model(training.model_instance("classifier"))
+                          .init_variable("accuracy", bp::Accuracy{})
+                          .evaluate();
+    if (!s.load.empty()) bp::load_model(training, "classifier", s.load);
 
     ProgressBar progress(!s.quiet);
     const auto train_size = train_data.size();
@@ -211,16 +175,16 @@ int main(int argc, char** argv) {
       }
       progress.end_line();
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      for (auto& group : FashionBatch::models().get<Model>("classifier")->optimizer.param_groups()) {
+      for (auto& group : training.model<Model>("classifier")->optimizer.param_groups()) {
         auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
         options.lr(options.lr() * s.lr_decay);
       }
       std::cout << "epoch " << epoch + 1 << ": loss " << training.variables().value<double>("loss") << ", "
                 << static_cast<long>(static_cast<double>(done) / seconds) << " items/s" << std::endl;
     }
-    if (!s.save.empty()) bp::save_checkpoint<FashionBatch>(s.save);
+    if (!s.save.empty()) bp::save_model(training, "classifier", s.save);
 
-    FashionBatch::models().get<Model>("classifier")->module->eval();
+    training.model<Model>("classifier")->module->eval();
     evaluation.run({.batch_size = 1000,
                     .prefetch = s.prefetch,
                     .threads = s.threads,

@@ -9,7 +9,8 @@
 ///   - batch.hpp          `Batch<Derived>`: the CRTP base of batch classes; components
 ///   - action.hpp         BATCHPIPE_ACTION (ACTION) and the action registry
 ///   - action_options.hpp ActionOptions, ActionInfo
-///   - model.hpp          BATCHPIPE_MODEL (MODEL) and the model directory: where models are built
+///   - model.hpp          BATCHPIPE_MODEL (MODEL) and the model directory, the class's models
+///   - model_instance.hpp ModelInstance: one model built from a config; where models are built
 ///   - pipeline.hpp       `Pipeline<B>`: lazy and fluent; where actions are dispatched
 ///   - expressions.hpp    named expressions B, V, C, F, R: arguments evaluated for each batch
 ///   - config.hpp         Config: settings by dotted paths, JSON in and out
@@ -36,6 +37,7 @@
 #include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/index.hpp>
 #include <batchpipe/core/model.hpp>
+#include <batchpipe/core/model_instance.hpp>
 #include <batchpipe/core/parallel.hpp>
 #include <batchpipe/core/pipeline.hpp>
 #include <batchpipe/core/random.hpp>

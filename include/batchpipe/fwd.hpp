@@ -7,6 +7,8 @@
 namespace batchpipe {
 class Index;
 class Random;
+class Config;
+class ModelInstance;
 struct RunOptions;
 struct RunStats;
 struct ActionOptions;

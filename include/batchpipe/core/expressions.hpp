@@ -70,9 +70,11 @@ struct config_expression : expression_base {
     using Value = expression_value_t<T, Want>;
     if constexpr (config_readable<Value>) {
       return batch.config().template get<Value>(path);
+    } else if constexpr (std::is_constructible_v<Value, std::string>) {  // a path, a device
+      return Value(batch.config().template get<std::string>(path));
     } else {
       throw Error("a config value cannot be read as " + type_name<Value>() +
-                  " (numbers, bool, strings, vectors of them and Config can)");
+                  " (numbers, bool, strings, vectors of them, Config and types made from a string can)");
     }
   }
   std::string text() const { return "C(\"" + path + "\")"; }
@@ -90,46 +92,34 @@ struct function_expression : expression_base {
   std::string text() const { return "F(" + type_name<Fn>() + ")"; }
 };
 
-/// A draw from the batch's random stream (one value, or one per item).
-template <class Distribution>
+/// A draw from the batch's random stream: one value, or (PerItem) one per item in a std::vector.
+template <class Distribution, bool PerItem = false>
 struct random_expression : expression_base {
-  using value_type = typename Distribution::result_type;
+  using draw_type = typename Distribution::result_type;
+  using value_type = std::conditional_t<PerItem, std::vector<draw_type>, draw_type>;
   Distribution distribution;
-  bool for_each_item = false;
 
   /// One draw per item of the batch: a std::vector as long as the batch.
-  [[nodiscard]] random_expression per_item() const {
-    random_expression result = *this;
-    result.for_each_item = true;
+  [[nodiscard]] random_expression<Distribution, true> per_item() const {
+    random_expression<Distribution, true> result;
+    result.distribution = distribution;
     return result;
   }
 
   template <class Want, class Batch>
-  auto evaluate(Batch& batch) const {
+  value_type evaluate(Batch& batch) const {
     // A copy per evaluation: a distribution may keep state between draws (normal keeps a second
     // value), and the same batch must draw the same values whichever thread evaluates it.
     Distribution fresh = distribution;
-    if constexpr (std::is_same_v<Want, std::vector<value_type>>) {
-      return draws(fresh, batch);
+    if constexpr (PerItem) {
+      std::vector<draw_type> values(batch.size());
+      for (auto& value : values) value = fresh(batch.random());
+      return values;
     } else {
-      if (for_each_item) {
-        throw Error("R(...).per_item() gives a std::vector<" + type_name<value_type>() + ">, not a " +
-                    type_name<Want>());
-      }
       return fresh(batch.random());
     }
   }
-  std::string text() const {
-    return "R(" + type_name<Distribution>() + (for_each_item ? ").per_item()" : ")");
-  }
-
- private:
-  template <class Batch>
-  static std::vector<value_type> draws(Distribution& fresh, Batch& batch) {
-    std::vector<value_type> values(batch.size());
-    for (auto& value : values) value = fresh(batch.random());
-    return values;
-  }
+  std::string text() const { return "R(" + type_name<Distribution>() + (PerItem ? ").per_item()" : ")"); }
 };
 
 /// The batch's item ids.
@@ -197,6 +187,9 @@ detail::variable_expression<T> V(std::string name) {
 /// as the parameter's type (`C`) or as T (`C<T>`), strictly as Config::get reads.
 template <class T = void>
 detail::config_expression<T> C(std::string path) {
+  static_assert(std::is_void_v<T> || detail::config_readable<T> || std::is_constructible_v<T, std::string>,
+                "C<T>: a config value is read as a number, bool, string, vector of them, Config, or a type "
+                "made from a string");
   detail::config_expression<T> expression;
   expression.path = std::move(path);
   return expression;

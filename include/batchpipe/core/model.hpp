@@ -4,7 +4,9 @@
 /// first use, and keeps it for every action of the class that names it.
 
 #include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/config.hpp>
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/model_instance.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/strings.hpp>
@@ -19,13 +21,15 @@
 #include <vector>
 
 /// @brief Declares a model definition in a batch class:
-/// `BATCHPIPE_MODEL(mlp)() { return Net{...}; }`.
+/// `BATCHPIPE_MODEL(mlp)() { return Net{...}; }`, or `BATCHPIPE_MODEL(mlp)(const bp::Config& c)`.
 ///
-/// The definition takes no arguments and returns any descriptor: a LibTorch module, a struct of a
-/// module and its optimizer, anything. It is never called by users (it needs a key only the
-/// library holds, so a call does not compile): the class's ModelDirectory calls it once, when an
-/// action that names the model (`ACTION(train, .model = "mlp")`) first runs or when the model is
-/// first read, and hands the same descriptor to every such action.
+/// The definition takes nothing, or the config of the instance being built, and returns any
+/// descriptor: a LibTorch module, a struct of a module and its optimizer, anything. It is never
+/// called by users (it needs a key only the library holds, so a call does not compile): a
+/// ModelInstance calls it once, when an action that names the model (`ACTION(train, .model =
+/// "mlp")`) first runs or when the model is first read, and hands the same descriptor to every
+/// such action. The class's directory holds one instance per definition, built from an empty
+/// config; a pipeline may hold its own (Pipeline::init_model).
 ///
 /// `MODEL` is the short name of this macro (see BATCHPIPE_NO_SHORT_MACROS).
 ///
@@ -44,8 +48,12 @@
     static_assert(depth < ::batchpipe::detail::max_chain_length, "too many MODELs in one class");     \
     static constexpr ::std::string_view label = #name;                                                \
     template <class bp_B, ::batchpipe::detail::model_pass bp_pass>                                    \
-    static auto define() {                                                                            \
-      return bp_B::template bp_define_##name<bp_pass>();                                              \
+    static auto define(const ::batchpipe::Config& bp_config) {                                        \
+      if constexpr (requires { bp_B::template bp_define_##name<bp_pass>(bp_config); }) {              \
+        return bp_B::template bp_define_##name<bp_pass>(bp_config);                                   \
+      } else {                                                                                        \
+        return bp_B::template bp_define_##name<bp_pass>();                                            \
+      }                                                                                               \
     }                                                                                                 \
   };                                                                                                  \
   static bp_model_##name bp_model_chain(::batchpipe::detail::rank<bp_model_##name::depth>);           \
@@ -68,7 +76,7 @@ namespace detail {
 
 /// The descriptor type that model definition Model of B returns.
 template <class B, class Model>
-using model_type_t = decltype(access::build_model<B, Model>());
+using model_type_t = decltype(access::build_model<B, Model>(std::declval<const Config&>()));
 
 }  // namespace detail
 
@@ -79,7 +87,8 @@ struct ModelInfo {
   bool built = false;  ///< whether the model is built now
 };
 
-/// @brief The models of batch class B: built once each, on first use, and kept.
+/// @brief The models of batch class B: one ModelInstance per definition, built once, on first
+/// use, from an empty config, and kept.
 ///
 /// Building happens under the model's own lock, so when many threads ask for a model at once it
 /// is built exactly once and they all get the same descriptor. A definition that throws leaves
@@ -88,8 +97,8 @@ struct ModelInfo {
 ///
 /// Models are built on first use rather than when the program starts (so a program that never
 /// trains never pays for the model, and a definition may rely on anything set up in main) and
-/// are kept per class rather than per pipeline (so a training pipeline and an evaluation
-/// pipeline share the weights).
+/// are kept per class unless a pipeline holds its own instance (Pipeline::init_model), so a
+/// training pipeline and an evaluation pipeline share the weights.
 ///
 /// @code
 /// auto& models = MyBatch::models();
@@ -114,17 +123,14 @@ class ModelDirectory {
   /// The declared models' names, in order of declaration.
   std::vector<std::string> names() const {
     std::vector<std::string> result;
-    for (const auto& slot : slots_) result.push_back(slot->name);
+    for (const auto& model : models_) result.push_back(model.name());
     return result;
   }
 
   /// Each declared model: name, type and whether it is built now.
   std::vector<ModelInfo> list() const {
     std::vector<ModelInfo> result;
-    for (const auto& slot : slots_) {
-      std::scoped_lock lock(slot->mutex);
-      result.push_back({slot->name, slot->type_name, slot->model != nullptr});
-    }
+    for (const auto& model : models_) result.push_back({model.name(), model.type_name(), model.is_built()});
     return result;
   }
 
@@ -132,102 +138,72 @@ class ModelDirectory {
   bool contains(std::string_view name) const { return find(name) != nullptr; }
 
   /// True when model `name` is built now; an Error when B has no such model.
-  bool is_built(std::string_view name) const {
-    const Slot& slot = at(name);
-    std::scoped_lock lock(slot.mutex);
-    return slot.model != nullptr;
-  }
+  bool is_built(std::string_view name) const { return at(name).is_built(); }
 
   /// The model `name` as a T, built now if it is not yet. An Error when the class has no such
   /// model or its descriptor is not a T.
   template <class T>
-  std::shared_ptr<T> get(std::string_view name) {
-    Slot& slot = typed_at<T>(name);
-    std::scoped_lock lock(slot.mutex);
-    if (!slot.model) slot.model = build(slot);
-    return std::static_pointer_cast<T>(slot.model);
+  std::shared_ptr<T> get(std::string_view name) const {
+    return at(name).template get<T>();
   }
 
   /// Replaces the model `name` with `model` (a loaded checkpoint, say).
   template <class T>
-  void set(std::string_view name, T model) {
-    Slot& slot = typed_at<T>(name);
-    auto fresh = std::make_shared<T>(std::move(model));
-    std::scoped_lock lock(slot.mutex);
-    slot.model = std::move(fresh);
+  void set(std::string_view name, T model) const {
+    at(name).set(std::move(model));
   }
 
   /// Drops model `name`; the next use builds it again.
-  void reset(std::string_view name) {
-    Slot& slot = at(name);
-    std::scoped_lock lock(slot.mutex);
-    slot.model.reset();
-  }
+  void reset(std::string_view name) const { at(name).reset(); }
 
   /// Drops every model.
-  void reset() {
-    for (auto& slot : slots_) {
-      std::scoped_lock lock(slot->mutex);
-      slot->model.reset();
-    }
+  void reset() const {
+    for (const auto& model : models_) model.reset();
+  }
+
+  /// The class's instance of model `name` (what actions get when their pipeline holds none).
+  const ModelInstance& model_instance(std::string_view name) const { return at(name); }
+
+  /// A new, unbuilt instance of model `name` that its definition builds from `config`.
+  ModelInstance make_instance(std::string_view name, Config config) const {
+    return at(name).with_config(std::move(config));
   }
 
  private:
-  struct Slot {
-    std::string name;
-    std::type_index type;
-    std::string type_name;
-    std::shared_ptr<void> (*make)();
-    mutable std::mutex mutex;
-    std::shared_ptr<void> model;
-  };
-
   ModelDirectory() {
     detail::for_each_link<detail::access::last_model<B>>([this]<class Model>() {
       using T = detail::model_type_t<B, Model>;
-      auto make = []() -> std::shared_ptr<void> {
+      auto make = [](const Config& config) -> std::shared_ptr<void> {
         // Direct initialisation from the definition's result: no copy or move of T is needed.
-        return std::shared_ptr<T>(new T(detail::access::build_model<B, Model>()));
+        return std::shared_ptr<T>(new T(detail::access::build_model<B, Model>(config)));
       };
-      slots_.push_back(std::unique_ptr<Slot>(
-          new Slot{std::string(Model::label), typeid(T), detail::type_name<T>(), make, {}, {}}));
+      models_.push_back(
+          ModelInstance(std::shared_ptr<detail::ModelSlot>(new detail::ModelSlot{std::string(Model::label),
+                                                                                 detail::type_name<B>(),
+                                                                                 typeid(B),
+                                                                                 typeid(T),
+                                                                                 detail::type_name<T>(),
+                                                                                 make,
+                                                                                 Config(),
+                                                                                 {},
+                                                                                 {}})));
     });
   }
 
-  std::shared_ptr<void> build(const Slot& slot) const {
-    try {
-      return slot.make();
-    } catch (...) {
-      std::throw_with_nested(Error("building model '" + slot.name + "' of " + detail::type_name<B>() +
-                                   " failed: " + detail::current_exception_message()));
-    }
-  }
-
-  const Slot* find(std::string_view name) const {
-    for (const auto& slot : slots_) {
-      if (slot->name == name) return slot.get();
+  const ModelInstance* find(std::string_view name) const {
+    for (const auto& model : models_) {
+      if (model.name() == name) return &model;
     }
     return nullptr;
   }
 
-  Slot& at(std::string_view name) const {
-    if (const Slot* slot = find(name)) return const_cast<Slot&>(*slot);
+  const ModelInstance& at(std::string_view name) const {
+    if (const ModelInstance* model = find(name)) return *model;
     throw Error(detail::type_name<B>() + " has no model '" + std::string(name) + "' (models: " +
-                detail::join_names(slots_, [](const auto& slot) { return slot->name; }) + ")");
+                detail::join_names(models_, [](const auto& model) { return model.name(); }) + ")");
   }
 
-  /// The slot of model `name`, checked to hold a T.
-  template <class T>
-  Slot& typed_at(std::string_view name) const {
-    Slot& slot = at(name);
-    if (slot.type != typeid(T)) {
-      throw Error("model '" + slot.name + "' of " + detail::type_name<B>() + " is a " + slot.type_name +
-                  ", not a " + detail::type_name<T>());
-    }
-    return slot;
-  }
-
-  std::vector<std::unique_ptr<Slot>> slots_;
+  std::vector<ModelInstance> models_;
 };
 
 template <class Derived>

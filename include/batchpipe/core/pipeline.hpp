@@ -9,6 +9,7 @@
 #include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/model.hpp>
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
@@ -24,6 +25,7 @@
 #include <atomic>
 #include <chrono>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -82,8 +84,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   static Pipeline from_config(Dataset<B> dataset, const Config& config, std::string_view path = "pipeline") {
     const auto actions = config.get<Config::json>(path);
     if (!actions.is_array()) {
-      throw Error(config.source() + ": '" + std::string(path) + "' is a " + actions.type_name() +
-                  ", expected an array of actions");
+      throw Error(config.source() + ": '" + std::string(path) + "' must be an array of actions, not " +
+                  actions.dump());
     }
     Pipeline result(std::move(dataset));
     result.config_ = config;
@@ -94,8 +96,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return result;
   }
 
-  /// This pipeline carrying `config`: what `C(...)` arguments, Batch::config and model
-  /// definitions that take a config read. This pipeline is unchanged.
+  /// This pipeline carrying `config`: what `C(...)` arguments and Batch::config read. This
+  /// pipeline is unchanged.
   [[nodiscard]] Pipeline with_config(Config config) const {
     Pipeline result = *this;
     result.config_ = std::move(config);
@@ -104,6 +106,38 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// The config the pipeline carries (empty unless one was given).
   const Config& config() const noexcept { return config_; }
+
+  /// This pipeline with its own, new instance of model `name`, which the definition builds from
+  /// `config` on first use: the actions that name the model get it instead of the class's. This
+  /// pipeline is unchanged; the pipelines chained from the result share the instance.
+  [[nodiscard]] Pipeline init_model(std::string_view name, Config config = Config()) const {
+    return with_model(B::models().make_instance(name, std::move(config)));
+  }
+
+  /// This pipeline with `instance` (taken from another pipeline: a trained model to evaluate) as
+  /// its instance of that model. An Error when the instance is of another batch class.
+  [[nodiscard]] Pipeline with_model(ModelInstance instance) const {
+    if (instance.batch_class() != typeid(B)) {
+      throw Error("Pipeline<" + detail::type_name<B>() + ">::with_model: model '" + instance.name() +
+                  "' is of another batch class");
+    }
+    Pipeline result = *this;
+    result.models_.insert_or_assign(instance.name(), std::move(instance));
+    return result;
+  }
+
+  /// The instance of model `name` that this pipeline's actions get: its own, or the class's.
+  /// An Error when the class has no such model.
+  ModelInstance model_instance(std::string_view name) const {
+    if (auto found = models_.find(name); found != models_.end()) return found->second;
+    return B::models().model_instance(name);
+  }
+
+  /// The model `name` as a T, as this pipeline's actions get it (built now if need be).
+  template <class T>
+  std::shared_ptr<T> model(std::string_view name) const {
+    return model_instance(name).template get<T>();
+  }
 
   /// This pipeline with a new variable `name` holding `initial`; the actions of the pipelines
   /// chained from it reach it with `variable<T>(name)`. This pipeline is unchanged.
@@ -123,12 +157,16 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return variables_.template get<T>(name);
   }
 
-  /// a's actions, then b's, over a's dataset (b's when a has none); the variables and configs of
-  /// both (a's where both have one).
+  /// a's actions, then b's, over a's dataset (b's when a has none); the variables, configs and
+  /// model instances of both (a's where both have one).
   [[nodiscard]] friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
     Pipeline result = a;
     result.variables_ = a.variables_.merged(b.variables_);
-    result.config_ = b.config_.merged(a.config_);
+    result.models_.insert(b.models_.begin(), b.models_.end());  // a's instance where both have one
+    // The one that has settings keeps its source (the file errors name).
+    result.config_ = b.config_.to_json().empty()   ? a.config_
+                     : a.config_.to_json().empty() ? b.config_
+                                                   : b.config_.merged(a.config_);
     if (!result.dataset_) result.dataset_ = b.dataset_;
     result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
     return result;
@@ -159,7 +197,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     // and the steps after it run on the consumer's thread as each batch is handed out, so they
     // see the batches one at a time and in order, whatever the prefetch.
     const std::size_t parallel_steps = first_singleton();
-    auto context = std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_});
+    auto context =
+        std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
     auto make = [dataset = *dataset_, steps = steps_, context = std::move(context), seed, parallel_steps](
                     detail::BatchPlan plan, const detail::BeforeAction& before_action) {
       return make_batch(dataset, steps, parallel_steps, context, seed, plan, before_action);
@@ -290,6 +329,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   std::vector<detail::StepPtr<B>> steps_;
   Variables variables_;
   Config config_;
+  std::map<std::string, ModelInstance, std::less<>> models_;
   detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
 };
 

@@ -31,10 +31,10 @@ struct access {
   template <class B, class Pipeline>
   using fluent_base = typename last_action<B>::template fluent<Pipeline>;
 
-  /// Runs the model definition described by Model.
-  template <class B, class Model>
-  static auto build_model() {
-    return Model::template define<B, pass()>();
+  /// Runs the model definition described by Model, with the config of the instance it builds.
+  template <class B, class Model, class Config>
+  static auto build_model(const Config& config) {
+    return Model::template define<B, pass()>(config);
   }
 
   /// The batch's private state, set by the library when it makes a batch.

@@ -12,6 +12,7 @@
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/parameter_list.hpp>
+#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -201,6 +202,18 @@ void adopt_batch(B& batch, B&& result) {
   batch = std::move(result);
 }
 
+/// The model `name` as the batch's pipeline decides: its own instance if it holds one, else the
+/// class's.
+template <class B, class Model>
+std::shared_ptr<Model> model_for(B& batch, std::string_view name) {
+  if (const RunContextPtr& context = access::context(batch)) {
+    if (auto found = context->models.find(name); found != context->models.end()) {
+      return found->second.template get<Model>();
+    }
+  }
+  return B::models().template get<Model>(name);
+}
+
 /// Calls Action on the batch with its model (if any) and the stored arguments resolved for this
 /// batch, under the singleton lock when the action is a singleton.
 template <class B, class Action, class... S>
@@ -234,7 +247,7 @@ void run_action(B& batch, const ActionEntry<B>& entry, const std::tuple<S...>& s
   };
   if constexpr (uses_model<B, Action>) {
     using Model = model_type_t<B, typename action_model<B, Action>::descriptor>;
-    std::shared_ptr<Model> model = B::models().template get<Model>(Action::options.model);
+    std::shared_ptr<Model> model = model_for<B, Model>(batch, Action::options.model);
     finish(*model);
   } else {
     finish();

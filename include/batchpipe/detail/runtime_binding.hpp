@@ -152,13 +152,20 @@ std::optional<dynamic_argument<Value, B>> expression_from_json(const Config::jso
     throw Error(where + ": {\"R\": ...} takes [\"uniform\", low, high] or [\"normal\", mean, std], got " +
                 operand.dump());
   }
-  if constexpr (std::is_arithmetic_v<Value>) {
+  if constexpr (std::is_floating_point_v<Value>) {
     const double a = operand[1].template get<double>();
     const double b = operand[2].template get<double>();
-    if (kind == "uniform") return D::of(batchpipe::R(std::uniform_real_distribution<double>(a, b)));
+    // The distributions' preconditions: breaking them is undefined behaviour, so it is an error here.
+    if (kind == "uniform") {
+      if (!(a <= b))
+        throw Error(where + ": {\"R\": [\"uniform\", low, high]} needs low <= high, got " + operand.dump());
+      return D::of(batchpipe::R(std::uniform_real_distribution<double>(a, b)));
+    }
+    if (!(b > 0))
+      throw Error(where + ": {\"R\": [\"normal\", mean, std]} needs std > 0, got " + operand.dump());
     return D::of(batchpipe::R(std::normal_distribution<double>(a, b)));
   } else {
-    throw Error(where + ": {\"R\": ...} draws numbers, and this parameter is a " + type_name<Value>());
+    throw Error(where + ": {\"R\": ...} draws real numbers, and this parameter is a " + type_name<Value>());
   }
 }
 
@@ -171,13 +178,20 @@ runtime_stored_t<Param, B> argument_from_json(const Config::json& value, const A
     throw Error(place + " is a non-const reference, which a config cannot give: bind the action in code");
   } else {
     if (auto expression = expression_from_json<Value, B>(value, place)) return std::move(*expression);
-    if constexpr (config_readable<Value>) {
+    if constexpr (config_readable<Value> || std::is_constructible_v<Value, std::string>) {
       const std::string& name = action.parameter_names[i];
-      return dynamic_argument<Value, B>(Config(Config::json{{name, value}}, where).template get<Value>(name));
-    } else if constexpr (std::is_constructible_v<Value, std::string>) {  // a path, a device
-      const std::string& name = action.parameter_names[i];
-      return dynamic_argument<Value, B>(
-          Value(Config(Config::json{{name, value}}, where).template get<std::string>(name)));
+      const Config argument(Config::json{{name, value}}, place);
+      try {
+        if constexpr (config_readable<Value>) {
+          return dynamic_argument<Value, B>(argument.template get<Value>(name));
+        } else {  // a path, a device
+          return dynamic_argument<Value, B>(Value(argument.template get<std::string>(name)));
+        }
+      } catch (const Error&) {
+        throw;         // the config's own error, which names the place
+      } catch (...) {  // a constructor's (an unknown device, say)
+        std::throw_with_nested(Error(place + ": " + current_exception_message()));
+      }
     } else {
       throw Error(place + " is a " + type_name<Value>() +
                   ", which a config cannot give (numbers, bool, strings, vectors of them and objects can): "

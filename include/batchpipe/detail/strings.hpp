@@ -20,10 +20,12 @@ std::string join_names(const Range& range, NameOf name_of, const std::string& em
 /// "[2, 28, 28]": a shape (a tensor's sizes(), or any range of integers) as text.
 template <class Shape>
 std::string shape_string(const Shape& shape) {
-  return "[" +
-         join_names(
-             shape, [](auto size) { return std::to_string(size); }, "") +
-         "]";
+  // Appended, not "[" + ...: g++ 12 warns falsely (-Wstringop-overflow) on inserting at the front.
+  std::string text = "[";
+  text += join_names(
+      shape, [](auto size) { return std::to_string(size); }, "");
+  text += ']';
+  return text;
 }
 
 }  // namespace batchpipe::detail

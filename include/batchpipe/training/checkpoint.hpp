@@ -5,6 +5,7 @@
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/model.hpp>
+#include <batchpipe/core/pipeline.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/strings.hpp>
@@ -15,6 +16,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 
@@ -110,6 +112,54 @@ void load_model(T& model, torch::serialize::InputArchive& archive, const std::fi
   }
 }
 
+/// Writes `root` to a temporary file beside `path`, then renames it over `path`: an interrupted or
+/// failed save leaves the previous checkpoint as it was.
+inline void write_checkpoint(torch::serialize::OutputArchive& root, const std::filesystem::path& path) {
+  auto temporary = path;
+  temporary += ".partial";
+  try {
+    root.save_to(temporary.string());
+  } catch (const std::exception& e) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw FileError(path, std::string("cannot save the checkpoint: ") + e.what());
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::filesystem::remove(temporary, error);
+    throw FileError(path, "cannot replace the checkpoint: " + error.message());
+  }
+}
+
+inline void read_checkpoint(torch::serialize::InputArchive& root, const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path)) throw FileError(path, "no such checkpoint");
+  try {
+    root.load_from(path.string());
+  } catch (const std::exception& e) {
+    throw FileError(path, std::string("not a readable checkpoint: ") + e.what());
+  }
+}
+
+/// Calls f.template operator()<T>() with the descriptor type T of B's model `name`, when a
+/// checkpoint can hold it; an Error when B has no such model or it cannot be saved.
+template <class B, class F>
+void with_checkpointable_model(std::string_view name, F&& f) {
+  bool found = false;
+  for_each_link<access::last_model<B>>([&]<class Model>() {
+    if (found || Model::label != name) return;
+    found = true;
+    using T = model_type_t<B, Model>;
+    if constexpr (checkpointable<T>) {
+      f.template operator()<T>();
+    } else {
+      throw Error("model '" + std::string(name) + "' of " + type_name<B>() + " is a " + type_name<T>() +
+                  ", which a checkpoint cannot hold");
+    }
+  });
+  if (!found) B::models().model_instance(name);  // the directory's error, listing the models
+}
+
 }  // namespace detail
 
 /// @brief Saves every built model of batch class B that a checkpoint can hold (a TorchModel, a
@@ -138,21 +188,7 @@ void save_checkpoint(const std::filesystem::path& path) {
       root.write(name, archive);
     }
   });
-  auto temporary = path;
-  temporary += ".partial";
-  try {
-    root.save_to(temporary.string());
-  } catch (const std::exception& e) {
-    std::error_code ignored;
-    std::filesystem::remove(temporary, ignored);
-    throw FileError(path, std::string("cannot save the checkpoint: ") + e.what());
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw FileError(path, "cannot replace the checkpoint: " + error.message());
-  }
+  detail::write_checkpoint(root, path);
 }
 
 /// @brief Loads the models of batch class B saved in `path` into the model directory (building
@@ -160,13 +196,8 @@ void save_checkpoint(const std::filesystem::path& path) {
 /// another shape is an error naming the model and the parameter.
 template <class B>
 void load_checkpoint(const std::filesystem::path& path) {
-  if (!std::filesystem::exists(path)) throw FileError(path, "no such checkpoint");
   torch::serialize::InputArchive root;
-  try {
-    root.load_from(path.string());
-  } catch (const std::exception& e) {
-    throw FileError(path, std::string("not a readable checkpoint: ") + e.what());
-  }
+  detail::read_checkpoint(root, path);
   auto& models = B::models();
   detail::for_each_link<detail::access::last_model<B>>([&]<class Model>() {
     using T = detail::model_type_t<B, Model>;
@@ -176,6 +207,40 @@ void load_checkpoint(const std::filesystem::path& path) {
       if (!root.try_read(name, archive)) throw FileError(path, "the checkpoint has no model '" + name + "'");
       detail::load_model(*models.template get<T>(name), archive, path, name);
     }
+  });
+}
+
+/// @brief Saves the model `name` that `pipeline`'s actions get (its own instance, or the class's)
+/// to `path`, replaced atomically; the model is built first if it is not yet.
+///
+/// @code
+/// auto train = dataset.pipeline().init_model("mlp", config).train();
+/// train.run({.batch_size = 128});
+/// bp::save_model(train, "mlp", "mlp.pt");
+/// auto eval = test.pipeline().init_model("mlp", config).evaluate();
+/// bp::load_model(eval, "mlp", "mlp.pt");   // the trained weights, in eval's own instance
+/// @endcode
+template <class B>
+void save_model(const Pipeline<B>& pipeline, std::string_view name, const std::filesystem::path& path) {
+  detail::with_checkpointable_model<B>(name, [&]<class T>() {
+    torch::serialize::OutputArchive root, archive;
+    detail::save_model(*pipeline.template model<T>(name), archive);
+    root.write(std::string(name), archive);
+    detail::write_checkpoint(root, path);
+  });
+}
+
+/// @brief Loads model `name` saved by save_model (or save_checkpoint) from `path` into the
+/// instance `pipeline`'s actions get. A missing or misshapen parameter is an error naming it.
+template <class B>
+void load_model(const Pipeline<B>& pipeline, std::string_view name, const std::filesystem::path& path) {
+  detail::with_checkpointable_model<B>(name, [&]<class T>() {
+    torch::serialize::InputArchive root, archive;
+    detail::read_checkpoint(root, path);
+    if (!root.try_read(std::string(name), archive)) {
+      throw FileError(path, "the checkpoint has no model '" + std::string(name) + "'");
+    }
+    detail::load_model(*pipeline.template model<T>(name), archive, path, std::string(name));
   });
 }
 
