@@ -11,6 +11,7 @@ class Config;
 class ModelInstance;
 struct RunOptions;
 struct RunStats;
+struct RunReport;
 struct ActionOptions;
 struct ActionInfo;
 class ActionError;

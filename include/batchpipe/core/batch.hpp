@@ -56,6 +56,12 @@ class Batch {
   /// The batch's own random stream, derived from the run's seed and the batch number.
   Random& random() noexcept { return random_; }
 
+  /// Drops the batch from its run: no action after the one calling this runs on it, it is not
+  /// delivered, and RunStats::skipped counts it. The batches after it keep their order.
+  void skip() noexcept { skipped_ = true; }
+  /// True once an action has called skip().
+  bool skipped() const noexcept { return skipped_; }
+
   /// The variable `name` of the pipeline running this batch (see variables.hpp).
   template <class T>
   Variable<T> variable(std::string_view name) const {
@@ -192,6 +198,7 @@ class Batch {
   std::size_t epoch_ = 0;
   Random random_;
   detail::RunContextPtr context_;
+  bool skipped_ = false;
   std::map<std::string, std::any, std::less<>> components_;
 };
 

@@ -9,7 +9,9 @@
 #include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/model.hpp>
+#include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
@@ -24,6 +26,8 @@
 #include <any>
 #include <atomic>
 #include <chrono>
+#include <concepts>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -158,7 +162,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
 
   /// a's actions, then b's, over a's dataset (b's when a has none); the variables, configs and
-  /// model instances of both (a's where both have one).
+  /// model instances of both (a's where both have one); a's before- and after-run hooks, then b's.
   [[nodiscard]] friend Pipeline operator+(const Pipeline& a, const Pipeline& b) {
     Pipeline result = a;
     result.variables_ = a.variables_.merged(b.variables_);
@@ -169,6 +173,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
                                                    : b.config_.merged(a.config_);
     if (!result.dataset_) result.dataset_ = b.dataset_;
     result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
+    result.before_.insert(result.before_.end(), b.before_.begin(), b.before_.end());
+    result.after_.insert(result.after_.end(), b.after_.begin(), b.after_.end());
     return result;
   }
 
@@ -193,26 +199,33 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const std::uint64_t seed = options.seed      ? *options.seed
                                : options.shuffle ? *options.shuffle
                                                  : std::random_device{}();
+    auto context =
+        std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
+    auto observers = std::make_unique<detail::RunObservers>();
+    observers->before = before_;
+    observers->after = after_;
+    if (options.profile) observers->profiler = std::make_shared<detail::Profiler>(action_names());
+    if (options.progress) {
+      observers->progress.emplace(*options.progress, detail::planned_run(dataset_->size(), options),
+                                  variables_);
+    }
     // Steps up to the first singleton run on the arena, several batches at once; that singleton
     // and the steps after it run on the consumer's thread as each batch is handed out, so they
     // see the batches one at a time and in order, whatever the prefetch.
-    const std::size_t parallel_steps = first_singleton();
-    auto context =
-        std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
-    auto make = [dataset = *dataset_, steps = steps_, context = std::move(context), seed, parallel_steps](
+    auto run = std::make_shared<const RunSteps>(
+        RunSteps{steps_, probabilities(*context), seed, first_singleton(), observers->profiler});
+    auto make = [dataset = *dataset_, run, context = std::move(context)](
                     detail::BatchPlan plan, const detail::BeforeAction& before_action) {
-      return make_batch(dataset, steps, parallel_steps, context, seed, plan, before_action);
+      return make_batch(dataset, *run, context, plan, before_action);
     };
     typename detail::Prefetcher<B>::Finish finish;
-    if (parallel_steps < steps_.size()) {
-      finish = [steps = steps_, seed, parallel_steps](B& batch) {
-        run_steps(batch, steps, parallel_steps, steps.size(), seed, nullptr);
-      };
+    if (run->parallel_steps < steps_.size()) {
+      finish = [run](B& batch) { run_steps(batch, *run, run->parallel_steps, run->steps.size(), nullptr); };
     }
     detail::BatchSampler sampler(dataset_->size(), options);
-    return BatchStream<B>(std::make_unique<detail::Prefetcher<B>>(std::move(sampler), std::move(make),
-                                                                  std::move(finish), options),
-                          seed);
+    auto prefetcher = std::make_unique<detail::Prefetcher<B>>(
+        std::move(sampler), std::move(make), std::move(finish), options, observers->profiler);
+    return BatchStream<B>(std::move(prefetcher), seed, std::move(observers));
   }
 
   /// The next batch of an iteration that the first call starts with `options` (later calls
@@ -228,12 +241,78 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// Runs the whole pipeline: every batch of every epoch goes through every action.
   RunStats run(const RunOptions& options) const {
-    const auto start = std::chrono::steady_clock::now();
     auto stream = gen_batch(options);
     while (stream.next()) {}
-    RunStats stats = stream.stats();
-    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return stats;
+    return stream.stats();
+  }
+
+  /// This pipeline's actions `times` times over, one round after another (0: none). Each round's
+  /// random draws and probabilities are its own. `p * n` says the same.
+  [[nodiscard]] Pipeline repeat(std::size_t times) const {
+    Pipeline result = *this;
+    result.steps_.clear();
+    for (std::size_t i = 0; i < times; ++i)
+      result.steps_.insert(result.steps_.end(), steps_.begin(), steps_.end());
+    return result;
+  }
+  /// `pipeline.repeat(times)`; an Error for a negative count.
+  [[nodiscard]] friend Pipeline operator*(const Pipeline& pipeline, std::integral auto times) {
+    if (times < 0)
+      throw Error("Pipeline * " + std::to_string(times) + ": a pipeline repeats a count >= 0 of times");
+    return pipeline.repeat(static_cast<std::size_t>(times));
+  }
+
+  /// This pipeline with its last action applied to each batch with probability `p` (in [0, 1]),
+  /// in place of the action's own `.p`; the draw is the batch's and the step's, so it is the same
+  /// for one seed whatever the prefetch and threads.
+  [[nodiscard]] Pipeline with_probability(double p) const {
+    check_probability(p, std::to_string(p));
+    return with_last_step_probability([p](const detail::RunContext&) { return p; });
+  }
+  /// With probability `bp::C("augment.p")`: read from the pipeline's config when a run starts.
+  template <class T>
+  [[nodiscard]] Pipeline with_probability(detail::config_expression<T> p) const {
+    return with_last_step_probability([p](const detail::RunContext& context) {
+      return check_probability(context.config.template get<double>(p.path), p.text());
+    });
+  }
+  /// With probability `bp::V("p")`: the variable's value (a number) when a run starts.
+  template <class T>
+  [[nodiscard]] Pipeline with_probability(detail::variable_expression<T> p) const {
+    return with_last_step_probability([p](const detail::RunContext& context) {
+      const auto value = context.variables.number(p.name);
+      if (!value) throw Error(p.text() + " is not a number (or holds none yet)");
+      return check_probability(*value, p.text());
+    });
+  }
+
+  /// This pipeline with `hook` run once before each run's first batch (set-up: a variable reset,
+  /// a folder made). An exception from it ends the run before any batch; the after-run hooks
+  /// still run, told so.
+  [[nodiscard]] Pipeline before(std::function<void()> hook) const {
+    Pipeline result = *this;
+    result.before_.push_back(std::move(hook));
+    return result;
+  }
+  /// This pipeline with `other.run(options)` run once before each run.
+  template <class C>
+  [[nodiscard]] Pipeline before(Pipeline<C> other, RunOptions options) const {
+    return before([other = std::move(other), options = std::move(options)] { other.run(options); });
+  }
+
+  /// This pipeline with `hook` run once at each run's end (a final evaluation, saving), also when
+  /// the run failed or its stream was destroyed early: the RunReport says which. Its exception is
+  /// thrown from the run, naming the run's own error if there was one.
+  [[nodiscard]] Pipeline after(std::function<void(const RunReport&)> hook) const {
+    Pipeline result = *this;
+    result.after_.push_back(std::move(hook));
+    return result;
+  }
+  /// This pipeline with `other.run(options)` run once at each run's end, whether it failed or not.
+  template <class C>
+  [[nodiscard]] Pipeline after(Pipeline<C> other, RunOptions options) const {
+    return after(
+        [other = std::move(other), options = std::move(options)](const RunReport&) { other.run(options); });
   }
 
  private:
@@ -279,11 +358,56 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return steps_.size();
   }
 
-  /// Makes batch `plan.number` and passes it through the parallel steps.
-  static B make_batch(const Dataset<B>& dataset, const std::vector<detail::StepPtr<B>>& steps,
-                      std::size_t parallel_steps, const detail::RunContextPtr& context, std::uint64_t seed,
+  /// What every batch of one run goes through, shared by the run's tasks.
+  struct RunSteps {
+    std::vector<detail::StepPtr<B>> steps;
+    std::vector<double> probability;  // per step, decided when the run starts
+    std::uint64_t seed = 0;
+    std::size_t parallel_steps = 0;  // steps [0, parallel_steps) run on the arena
+    detail::ProfilerPtr profiler;    // null unless RunOptions::profile
+  };
+
+  /// Each step's probability for a run: set with with_probability, or the action's `.p`.
+  std::vector<double> probabilities(const detail::RunContext& context) const {
+    std::vector<double> result;
+    for (std::size_t i = 0; i < steps_.size(); ++i) {
+      const detail::Step<B>& step = *steps_[i];
+      if (!step.probability) {
+        result.push_back(step.action->info.p);
+        continue;
+      }
+      try {
+        result.push_back(step.probability(context));
+      } catch (...) {
+        std::throw_with_nested(Error("Pipeline<" + detail::type_name<B>() + ">: the probability of action '" +
+                                     step.action->info.name + "' (step " + std::to_string(i) +
+                                     "): " + detail::current_exception_message()));
+      }
+    }
+    return result;
+  }
+
+  static double check_probability(double p, const std::string& text) {
+    if (!(p >= 0.0 && p <= 1.0)) throw Error("probability " + text + " is outside [0, 1]");
+    return p;
+  }
+
+  Pipeline with_last_step_probability(std::function<double(const detail::RunContext&)> probability) const {
+    if (steps_.empty()) throw Error("with_probability: the pipeline has no action to apply it to");
+    auto step = std::make_shared<detail::Step<B>>(*steps_.back());
+    step->probability = std::move(probability);
+    Pipeline result = *this;
+    result.steps_.back() = std::move(step);
+    return result;
+  }
+
+  /// Makes batch `plan.number` and passes it through the parallel steps. This is where a batch
+  /// is created.
+  static B make_batch(const Dataset<B>& dataset, const RunSteps& run, const detail::RunContextPtr& context,
                       const detail::BatchPlan& plan, const detail::BeforeAction& before_action) {
     before_action();
+    const auto started =
+        run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
     std::optional<B> made;
     try {
       made.emplace(dataset.create_batch(plan.positions));
@@ -291,37 +415,42 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
       std::throw_with_nested(ActionError(detail::type_name<B>(), "<create batch>", plan.number, plan.epoch,
                                          detail::current_exception_message()));
     }
+    if (run.profiler) run.profiler->record(0, started, before_action.on_worker());
     B& batch = *made;
     detail::access::number(batch) = plan.number;
     detail::access::epoch(batch) = plan.epoch;
-    detail::access::random(batch) = Random(detail::derive_seed(seed, plan.number));
+    detail::access::random(batch) = Random(detail::derive_seed(run.seed, plan.number));
     detail::access::context(batch) = context;
-    run_steps(batch, steps, 0, parallel_steps, seed, &before_action);
+    run_steps(batch, run, 0, run.parallel_steps, &before_action);
     return std::move(batch);
   }
 
-  /// Passes the batch through steps [first, last). Any exception becomes an ActionError naming
-  /// the step's action and the batch, with the original nested.
-  static void run_steps(B& batch, const std::vector<detail::StepPtr<B>>& steps, std::size_t first,
-                        std::size_t last, std::uint64_t seed, const detail::BeforeAction* before_action) {
-    const std::uint64_t batch_seed = detail::derive_seed(seed, batch.number());
-    for (std::size_t i = first; i < last; ++i) {
+  /// Passes the batch through steps [first, last), up to an action that skips it. Any exception
+  /// becomes an ActionError naming the step's action and the batch, with the original nested.
+  /// This is where an action is dispatched on a batch.
+  static void run_steps(B& batch, const RunSteps& run, std::size_t first, std::size_t last,
+                        const detail::BeforeAction* before_action) {
+    const std::uint64_t batch_seed = detail::derive_seed(run.seed, batch.number());
+    const bool on_worker = before_action && before_action->on_worker();
+    for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
       if (before_action) (*before_action)();
-      const detail::Step<B>& step = *steps[i];
-      if (!applies(step, batch_seed, i)) continue;
+      if (!applies(run.probability[i], batch_seed, i)) continue;
+      const detail::Step<B>& step = *run.steps[i];
+      const auto started =
+          run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
       try {
         step.apply(batch);
       } catch (...) {
         std::throw_with_nested(ActionError(detail::type_name<B>(), step.action->info.name, batch.number(),
                                            batch.epoch(), detail::current_exception_message()));
       }
+      if (run.profiler) run.profiler->record(i + 1, started, on_worker);
     }
   }
 
-  /// Whether the batch goes through step i: always, unless the action has p < 1. The draw comes
-  /// from a stream of its own, so it does not change what the actions draw.
-  static bool applies(const detail::Step<B>& step, std::uint64_t batch_seed, std::size_t i) {
-    const double p = step.action->info.p;
+  /// Whether the batch goes through step i, which has probability p. The draw comes from a
+  /// stream of its own, so it does not change what the actions draw.
+  static bool applies(double p, std::uint64_t batch_seed, std::size_t i) {
     return p >= 1.0 || Random(detail::derive_seed(batch_seed, 0xACE0000 + i)).bernoulli(p);
   }
 
@@ -330,6 +459,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   Variables variables_;
   Config config_;
   std::map<std::string, ModelInstance, std::less<>> models_;
+  std::vector<std::function<void()>> before_;
+  std::vector<std::function<void(const RunReport&)>> after_;
   detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
 };
 

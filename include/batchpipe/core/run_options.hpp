@@ -1,15 +1,45 @@
 #pragma once
 /// @file run_options.hpp
-/// @brief RunOptions: how a dataset is cut into batches and how a pipeline runs them.
+/// @brief RunOptions: how a dataset is cut into batches and how a pipeline runs them; RunStats
+/// and RunReport: what a run did.
+
+#include <batchpipe/core/profile.hpp>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
+#include <filesystem>
 #include <optional>
+#include <string>
+#include <vector>
 
 namespace batchpipe {
 
 /// @brief `.n_epochs = bp::endless` iterates until the caller stops.
 inline constexpr std::nullopt_t endless = std::nullopt;
+
+/// @brief A progress bar on the terminal and a plot of pipeline variables (`RunOptions::progress`).
+///
+/// @code
+/// training.run({.batch_size = 128, .progress = bp::Progress{.variables = {"loss"}, .plot = "loss.svg"}});
+/// @endcode
+struct Progress {
+  /// Pipeline variables shown beside the bar and plotted, as they change: numbers, types with a
+  /// numeric `value()` (bp::Accuracy) and vectors of numbers (their last element).
+  std::vector<std::string> variables = {};
+  /// Where the bar goes. It is drawn only when this is a terminal: in a log or a pipe the run
+  /// prints nothing.
+  std::FILE* stream = stderr;
+  /// An SVG file to write at the run's end (even after an error): each variable over the run's
+  /// batches, one panel each. Empty: no plot.
+  std::filesystem::path plot = {};
+  /// The plot's size in pixels.
+  int plot_width = 800;
+  int plot_height = 240;  ///< per variable
+  /// The least time between two redraws of the bar, in seconds.
+  double refresh_seconds = 0.1;
+};
 
 /// @brief Options of one pass over a dataset, written with designated initializers.
 ///
@@ -46,13 +76,31 @@ struct RunOptions {
   /// CPU training step. Set it for steps that leave the CPU free (training on a GPU, writing
   /// files) or when preparation costs more than the steps.
   std::optional<bool> prepare_during_steps = std::nullopt;
+  /// Time each action, the making of the batches and the consumer's waits: RunStats::profile.
+  bool profile = false;
+  /// A progress bar on the terminal and, if asked, a plot of variables (see Progress).
+  std::optional<Progress> progress = std::nullopt;
 };
 
 /// @brief What a finished run did.
 struct RunStats {
   std::size_t batches = 0;  ///< batches delivered
   std::size_t items = 0;    ///< items in those batches
-  double seconds = 0.0;     ///< wall-clock time of Pipeline::run; 0 in BatchStream::stats()
+  std::size_t skipped = 0;  ///< batches an action skipped (Batch::skip): not delivered
+  double seconds = 0.0;     ///< wall-clock time from the first batch asked for to now or the end
+  std::optional<Profile> profile = std::nullopt;  ///< with RunOptions::profile
+};
+
+/// @brief What an after-run hook is told (Pipeline::after): the run's statistics and whether it
+/// failed.
+struct RunReport {
+  RunStats stats;
+  /// The error that ended the run (an action's, a before-run hook's), or null.
+  std::exception_ptr error = nullptr;
+  /// True when the batches were not all delivered: the stream was destroyed before its end.
+  bool stopped_early = false;
+  /// True when an error ended the run.
+  bool failed() const noexcept { return error != nullptr; }
 };
 
 }  // namespace batchpipe

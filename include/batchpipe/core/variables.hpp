@@ -10,8 +10,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <typeindex>
 #include <utility>
 #include <vector>
@@ -105,13 +107,28 @@ class Variables {
     return result;
   }
 
+  /// The value of variable `name` now as a number, when it has one: a number, a type with a
+  /// numeric `value()` (bp::Accuracy), the last element of a vector of numbers. Nothing for other
+  /// types, an empty vector, or a missing variable. What progress bars and plots show.
+  std::optional<double> number(std::string_view name) const {
+    auto found = slots_.find(name);
+    if (found == slots_.end() || !found->second.read_number) return std::nullopt;
+    return found->second.read_number(found->second.slot.get());
+  }
+
+  /// True when variable `name` is of a type number() reads (it may hold no number yet).
+  bool is_numeric(std::string_view name) const {
+    auto found = slots_.find(name);
+    return found != slots_.end() && found->second.read_number;
+  }
+
   /// A copy of this set with `name` added (or replaced) holding `initial`.
   template <class T>
   Variables with(std::string name, T initial) const {
     Variables result = *this;
     auto slot = std::make_shared<detail::VariableSlot<T>>();
     slot->value = std::move(initial);
-    result.slots_.insert_or_assign(std::move(name), Entry{std::move(slot), typeid(T)});
+    result.slots_.insert_or_assign(std::move(name), Entry{std::move(slot), typeid(T), number_reader<T>()});
     return result;
   }
 
@@ -126,7 +143,41 @@ class Variables {
   struct Entry {
     std::shared_ptr<void> slot;
     std::type_index type;
+    std::optional<double> (*read_number)(const void* slot) = nullptr;  // null: not a number
   };
+
+  // The kinds of value a variable can show as a number (Variables::number).
+  template <class T>
+  static constexpr bool has_numeric_value = requires(const T& v) {
+    requires std::is_arithmetic_v<std::decay_t<decltype(v.value())>>;
+  };
+  template <class T>
+  static constexpr bool is_number_sequence = !std::is_same_v<T, std::string> && requires(const T& v) {
+    requires std::is_arithmetic_v<typename T::value_type>;
+    v.empty();
+    v.back();
+  };
+
+  template <class T>
+  static auto number_reader() -> std::optional<double> (*)(const void*) {
+    if constexpr (std::is_arithmetic_v<T> || has_numeric_value<T> || is_number_sequence<T>) {
+      return [](const void* slot) -> std::optional<double> {
+        const auto& typed = *static_cast<const detail::VariableSlot<T>*>(slot);
+        std::scoped_lock lock(typed.mutex);
+        if constexpr (std::is_arithmetic_v<T>) {
+          return static_cast<double>(typed.value);
+        } else if constexpr (has_numeric_value<T>) {
+          return static_cast<double>(typed.value.value());
+        } else {
+          if (typed.value.empty()) return std::nullopt;
+          return static_cast<double>(typed.value.back());
+        }
+      };
+    } else {
+      return nullptr;
+    }
+  }
+
   std::map<std::string, Entry, std::less<>> slots_;
 };
 

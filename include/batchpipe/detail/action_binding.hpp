@@ -40,6 +40,9 @@ struct Step {
   const ActionEntry<B>* action;
   /// Runs the action on the batch; a batch the action returns replaces it.
   std::function<void(B&)> apply;
+  /// The probability that a batch goes through the step, decided when a run starts
+  /// (Pipeline::with_probability); unset: the action's own `.p`.
+  std::function<double(const RunContext&)> probability = nullptr;
 };
 
 template <class B>

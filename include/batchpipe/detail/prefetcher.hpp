@@ -22,6 +22,7 @@
 //   would cost a pool rebuild each).
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/thread_budget.hpp>
@@ -117,6 +118,8 @@ class BeforeAction {
  public:
   BeforeAction(const TaskGate& gate, bool on_worker) : gate_(&gate), on_worker_(on_worker) {}
   void operator()() const { gate_->before_action(on_worker_); }
+  /// True when the batch is made on one of oneTBB's workers, not on the consumer's thread.
+  bool on_worker() const noexcept { return on_worker_; }
 
  private:
   const TaskGate* gate_;
@@ -134,7 +137,9 @@ class Prefetcher {
   /// Finishes a value on the consumer's thread, in delivery order; may throw. Optional.
   using Finish = std::function<void(T&)>;
 
-  Prefetcher(BatchSampler sampler, Work work, Finish finish, const RunOptions& options)
+  /// `profiler` (optional) is given the consumer's waits for batches made by workers.
+  Prefetcher(BatchSampler sampler, Work work, Finish finish, const RunOptions& options,
+             ProfilerPtr profiler = nullptr)
       : sampler_(std::move(sampler)),
         work_(std::move(work)),
         finish_(std::move(finish)),
@@ -143,7 +148,8 @@ class Prefetcher {
         budget_(ThreadBudget::from(options)),
         hold_workers_during_steps_(prefetch_ > 0 &&
                                    !options.prepare_during_steps.value_or(!budget_.steps_take_every_core())),
-        arena_(arena_size(prefetch_, budget_), 1) {}
+        arena_(arena_size(prefetch_, budget_), 1),
+        profiler_(std::move(profiler)) {}
 
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -233,8 +239,12 @@ class Prefetcher {
 
     auto ready = next_ready();
     while (ready == window_.end()) {
-      // Nothing to deliver yet: wait in the arena for the oldest batch, making batches meanwhile.
+      // Nothing to deliver yet: wait in the arena for the oldest batch, making batches meanwhile
+      // (their time is the actions', so a profile's wait is what remains of it).
+      std::optional<Profiler::WaitStart> wait;
+      if (profiler_) wait = profiler_->start_wait();
       wait_for(*window_.front());
+      if (wait) profiler_->end_wait(*wait);
       ready = next_ready();
       // The task has ended, so the slot must be done: never wait for it again in a loop.
       if (ready == window_.end() && !is_done(*window_.front())) {
@@ -379,6 +389,7 @@ class Prefetcher {
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
   std::vector<std::unique_ptr<Slot>> spare_;  // delivered, to reuse (their tasks may be ending)
   TaskGate gate_;
+  ProfilerPtr profiler_;
   bool finished_ = false;
 };
 

@@ -1,0 +1,365 @@
+// The flow of a run and watching it: skipped batches, repetition, probabilities decided per run,
+// before- and after-run hooks, the per-action profile, the progress notifier and its plot.
+#include "support.hpp"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct FlowBatch : bp::Batch<FlowBatch> {
+  ACTION(skip_multiples)(std::size_t modulus) {
+    if (number() % modulus == 0) skip();
+  }
+  ACTION(skip_in_step, .singleton = true)(std::size_t modulus) {
+    if (number() % modulus == 1) skip();
+  }
+  ACTION(record, .singleton = true)(std::vector<std::size_t>& seen) { seen.push_back(number()); }
+  ACTION(add_one)() {
+    if (!has("count")) set("count", 0);
+    ++get<int>("count");
+  }
+  ACTION(mark)() { set("marked", true); }
+  ACTION(sleep_ms)(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+  ACTION(step_ms, .singleton = true)(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+  ACTION(count_into)(std::atomic<int>& counter) { ++counter; }
+  ACTION(fail_at)(std::size_t failing) {
+    if (number() == failing) throw std::runtime_error("batch " + std::to_string(failing) + " is bad");
+  }
+  ACTION(track)() {
+    variable<double>("loss").set(1.0 / static_cast<double>(number() + 1));
+    variable<bp::Accuracy>("accuracy").update([&](bp::Accuracy& a) {
+      a.correct += number() % 2;
+      a.total += 1;
+    });
+  }
+};
+
+bp::Dataset<FlowBatch> numbers(std::size_t n) { return bp::Dataset<FlowBatch>(n); }
+
+std::vector<std::size_t> delivered(const bp::Pipeline<FlowBatch>& pipeline, const bp::RunOptions& options) {
+  std::vector<std::size_t> result;
+  for (auto& batch : pipeline.gen_batch(options)) result.push_back(batch.number());
+  return result;
+}
+
+// Per batch (by number): whether the marked component was set.
+std::vector<bool> marks(const bp::Pipeline<FlowBatch>& pipeline, bp::RunOptions options) {
+  std::vector<bool> result(40);
+  for (auto& batch : pipeline.gen_batch(options)) result.at(batch.number()) = batch.has("marked");
+  return result;
+}
+
+std::string read_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+std::size_t occurrences(const std::string& text, const std::string& what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE("a skipped batch is never delivered, counted, and the order holds", "[flow]") {
+  test::finishes_within(60s, [] {
+    for (const std::size_t prefetch : {0u, 1u, 4u}) {
+      INFO("prefetch " << prefetch);
+      std::vector<std::size_t> seen_by_step;
+      // 50 items in batches of 4: 13 batches; 0, 3, 6, 9, 12 skipped on the arena, 1, 4, 7, 10
+      // in the consumer's step.
+      auto pipeline = numbers(50).pipeline().skip_multiples(3).skip_in_step(3).record(seen_by_step);
+      auto stream = pipeline.gen_batch({.batch_size = 4, .prefetch = prefetch});
+      std::vector<std::size_t> got;
+      for (auto& batch : stream) got.push_back(batch.number());
+      const std::vector<std::size_t> expected{2, 5, 8, 11};
+      CHECK(got == expected);
+      CHECK(seen_by_step == expected);  // no step after the skipping one saw a skipped batch
+      CHECK(stream.stats().batches == 4);
+      CHECK(stream.stats().skipped == 9);
+      CHECK(stream.stats().items == 16);
+    }
+    // Unordered: the same batches, in any order.
+    auto got = delivered(numbers(200).pipeline().skip_multiples(2),
+                         {.batch_size = 5, .prefetch = 3, .ordered = false});
+    std::set<std::size_t> unique(got.begin(), got.end());
+    CHECK(got.size() == 20);
+    CHECK(unique.size() == 20);
+    CHECK(std::all_of(got.begin(), got.end(), [](std::size_t n) { return n % 2 == 1; }));
+  });
+}
+
+TEST_CASE("a pipeline repeated n times runs its actions n times", "[flow]") {
+  const auto once = numbers(10).pipeline().add_one().mark();
+  CHECK((once * 3).action_names() ==
+        std::vector<std::string>{"add_one", "mark", "add_one", "mark", "add_one", "mark"});
+  for (auto& batch : (once * 3).gen_batch({.batch_size = 5, .prefetch = 2}))
+    CHECK(batch.get<int>("count") == 3);
+  CHECK(once.repeat(0).action_names().empty());
+  CHECK(once.action_names().size() == 2);  // unchanged
+  CHECK_THROWS_WITH(once * -1, Catch::Matchers::Contains(">= 0"));
+}
+
+TEST_CASE("a probability set per run applies the action to that share of batches, the same for one seed",
+          "[flow][random]") {
+  test::finishes_within(60s, [] {
+    const auto pipeline = numbers(40).pipeline().mark().with_probability(0.5);
+    const auto reference = marks(pipeline, {.batch_size = 1, .seed = 7});
+    const auto marked = std::count(reference.begin(), reference.end(), true);
+    CHECK(marked > 8);
+    CHECK(marked < 32);
+    for (const std::size_t prefetch : {0u, 3u}) {
+      for (const std::size_t threads : {1u, 2u}) {
+        CHECK(marks(pipeline, {.batch_size = 1, .seed = 7, .prefetch = prefetch, .threads = threads}) ==
+              reference);
+      }
+    }
+    CHECK(marks(pipeline, {.batch_size = 1, .seed = 8}) != reference);
+
+    // Read from the config or a variable when the run starts.
+    const auto configured = numbers(40).pipeline().mark().with_probability(bp::C("augment.p"));
+    bp::Config config;
+    config.set("augment.p", 0.0);
+    auto none = marks(configured.with_config(config), {.batch_size = 1, .seed = 7});
+    CHECK(std::count(none.begin(), none.end(), true) == 0);
+    config.set("augment.p", 1.0);
+    auto all = marks(configured.with_config(config), {.batch_size = 1, .seed = 7});
+    CHECK(std::count(all.begin(), all.end(), true) == 40);
+    config.set("augment.p", 1.5);
+    CHECK_THROWS_WITH(
+        configured.with_config(config).run({}),
+        Catch::Matchers::Contains("action 'mark'") && Catch::Matchers::Contains("outside [0, 1]"));
+
+    auto by_variable = numbers(40).pipeline().init_variable("p", 0.5).mark().with_probability(bp::V("p"));
+    CHECK(marks(by_variable, {.batch_size = 1, .seed = 7}) == reference);
+    by_variable.variable<double>("p").set(0.0);
+    auto after_set = marks(by_variable, {.batch_size = 1, .seed = 7});
+    CHECK(std::count(after_set.begin(), after_set.end(), true) == 0);
+
+    // Repeated, each round draws its own: three rounds of p = 0.5 mark more batches than one.
+    auto rounds = (numbers(40).pipeline().add_one().with_probability(0.5)) * 3;
+    std::size_t counted = 0;
+    for (auto& batch : rounds.gen_batch({.batch_size = 1, .seed = 7})) {
+      if (batch.has("count")) counted += static_cast<std::size_t>(batch.get<int>("count"));
+    }
+    CHECK(counted > 40);
+    CHECK(counted < 80);
+
+    CHECK_THROWS_WITH(numbers(4).pipeline().with_probability(0.5), Catch::Matchers::Contains("no action"));
+    CHECK_THROWS_WITH(numbers(4).pipeline().mark().with_probability(-0.1),
+                      Catch::Matchers::Contains("outside"));
+  });
+}
+
+TEST_CASE("before- and after-run hooks run once per run, also when it fails", "[flow][errors]") {
+  test::finishes_within(60s, [] {
+    std::atomic<int> befores{0}, made{0};
+    std::vector<bp::RunReport> reports;
+    auto hooked = [&](const bp::Pipeline<FlowBatch>& p) {
+      return p.before([&] { ++befores; }).after([&](const bp::RunReport& report) {
+        reports.push_back(report);
+      });
+    };
+    auto pipeline = hooked(numbers(20).pipeline().count_into(made));
+    for (const std::size_t prefetch : {0u, 2u}) {
+      befores = 0, made = 0;
+      reports.clear();
+      const auto stats = pipeline.run({.batch_size = 5, .n_epochs = 2, .prefetch = prefetch});
+      CHECK(befores == 1);
+      REQUIRE(reports.size() == 1);
+      CHECK(!reports[0].failed());
+      CHECK(!reports[0].stopped_early);
+      CHECK(reports[0].stats.batches == 8);
+      CHECK(stats.batches == 8);
+    }
+
+    // A failing run: the after hook runs once, told so, and the run's own error reaches the caller.
+    reports.clear();
+    auto failing = hooked(numbers(20).pipeline().fail_at(2));
+    CHECK_THROWS_AS(failing.run({.batch_size = 5, .prefetch = 2}), bp::ActionError);
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].failed());
+    CHECK(reports[0].stats.batches == 2);
+
+    // A failing before hook: no batch is made, and the after hooks still run.
+    made = 0;
+    reports.clear();
+    auto bad_setup = numbers(20)
+                         .pipeline()
+                         .count_into(made)
+                         .before([] { throw std::runtime_error("no folder"); })
+                         .after([&](const bp::RunReport& report) { reports.push_back(report); });
+    CHECK_THROWS_WITH(bad_setup.run({.batch_size = 5, .prefetch = 2}), "no folder");
+    CHECK(made == 0);
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].failed());
+
+    // An after hook failing after a failed run: both errors are told.
+    auto both = numbers(20).pipeline().fail_at(1).after(
+        [](const bp::RunReport&) { throw std::runtime_error("cannot save"); });
+    try {
+      both.run({.batch_size = 5});
+      FAIL("no exception");
+    } catch (const bp::Error& e) {
+      const std::string message = test::full_message(e);
+      CHECK_THAT(message,
+                 Catch::Matchers::Contains("cannot save") && Catch::Matchers::Contains("batch 1 is bad"));
+    }
+
+    // A stream left early: the hook runs when the stream goes, after the work in flight stopped.
+    reports.clear();
+    {
+      auto stream = pipeline.gen_batch({.batch_size = 2, .prefetch = 3});
+      for (auto& batch : stream) {
+        if (batch.number() == 1) break;
+      }
+      CHECK(reports.empty());
+    }
+    REQUIRE(reports.size() == 1);
+    CHECK(reports[0].stopped_early);
+    CHECK(reports[0].stats.batches == 2);
+
+    // Pipelines as hooks: an evaluation after, a set-up before.
+    std::atomic<int> before_items{0}, after_items{0};
+    auto around = numbers(8)
+                      .pipeline()
+                      .before(numbers(3).pipeline().count_into(before_items), {.batch_size = 1})
+                      .after(numbers(5).pipeline().count_into(after_items), {.batch_size = 1});
+    (void)around.run({.batch_size = 4});
+    CHECK(before_items == 3);
+    CHECK(after_items == 5);
+  });
+}
+
+TEST_CASE("the profile times each action and the consumer's waits, adding up to the run", "[flow][profile]") {
+  test::finishes_within(60s, [] {
+    // prefetch 0: the consumer does everything, so its rows add up to the run's time.
+    auto pipeline = numbers(40).pipeline().sleep_ms(3).step_ms(1);
+    auto stats = pipeline.run({.batch_size = 2, .profile = true});
+    REQUIRE(stats.profile);
+    const bp::Profile& profile = *stats.profile;
+    REQUIRE(profile.actions.size() == 3);
+    CHECK(profile.actions[0].action == "<create batch>");
+    CHECK(profile.actions[1].action == "sleep_ms");
+    CHECK(profile.actions[2].action == "step_ms");
+    CHECK(profile.actions[1].batches == 20);
+    CHECK(profile.actions[1].seconds_on_consumer >= 0.060);
+    CHECK(profile.actions[2].seconds_on_consumer >= 0.020);
+    CHECK(profile.actions[1].seconds_on_workers == 0.0);
+    CHECK(profile.consumer_seconds() <= profile.run_seconds);
+    CHECK(profile.consumer_seconds() >= 0.9 * profile.run_seconds);
+    CHECK(profile.share(profile.actions[1]) > 0.5);
+    const std::string table = profile.table();
+    CHECK_THAT(table, Catch::Matchers::Contains("sleep_ms") && Catch::Matchers::Contains("consumer waited"));
+
+    // With prefetch, batches made ahead count on the workers, and the consumer's steps and
+    // waits still account for its time.
+    auto slow = numbers(60).pipeline().sleep_ms(4).step_ms(1);
+    stats = slow.run(
+        {.batch_size = 2, .prefetch = 2, .threads = 2, .prepare_during_steps = true, .profile = true});
+    REQUIRE(stats.profile);
+    const auto& rows = stats.profile->actions;
+    CHECK(rows[1].batches == 30);
+    CHECK(rows[1].seconds() >= 0.120);
+    CHECK(stats.profile->consumer_seconds() <= stats.profile->run_seconds);
+    CHECK(stats.profile->consumer_seconds() >= 0.9 * stats.profile->run_seconds);
+    CHECK(!numbers(4).pipeline().mark().run({}).profile);  // only when asked for
+  });
+}
+
+TEST_CASE("the progress notifier prints nothing off a terminal and plots its variables", "[flow][progress]") {
+  const auto folder =
+      std::filesystem::temp_directory_path() / ("batchpipe_progress_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(folder);
+  const auto plot = folder / "run.svg";
+  std::FILE* log = std::tmpfile();
+  REQUIRE(log);
+  auto pipeline = numbers(100)
+                      .pipeline()
+                      .init_variable("loss", 0.0)
+                      .init_variable("accuracy", bp::Accuracy{})
+                      .init_variable("name", std::string("x"))
+                      .track();
+  const auto stats = pipeline.run({.batch_size = 10,
+                                   .n_epochs = 2,
+                                   .prefetch = 2,
+                                   .progress = bp::Progress{.variables = {"loss", "accuracy"},
+                                                            .stream = log,
+                                                            .plot = plot,
+                                                            .plot_width = 640,
+                                                            .plot_height = 200}});
+  CHECK(stats.batches == 20);
+  CHECK(std::ftell(log) == 0);  // not a terminal: nothing printed
+  std::fclose(log);
+
+  const std::string svg = read_file(plot);
+  CHECK(svg.rfind("<?xml", 0) == 0);
+  CHECK_THAT(svg, Catch::Matchers::Contains("width=\"640\" height=\"400\""));
+  CHECK(svg.size() > 200);
+  CHECK(svg.substr(svg.size() - 7) == "</svg>\n");
+  CHECK(occurrences(svg, "<polyline") == 2);
+  CHECK(occurrences(svg, "<text") == occurrences(svg, "</text>"));
+  CHECK_THAT(svg, Catch::Matchers::Contains(">loss</text>") && Catch::Matchers::Contains(">accuracy</text>"));
+  // 20 points per line: the first (batch 1, loss 1) at the top left of the first panel.
+  const auto first_line = svg.substr(svg.find("<polyline"));
+  CHECK(occurrences(first_line.substr(0, first_line.find("/>")), ",") == 20);
+
+  // A variable the pipeline lacks, or one with no number to show, is an error before any batch.
+  CHECK_THROWS_WITH(pipeline.run({.progress = bp::Progress{.variables = {"los"}}}),
+                    Catch::Matchers::Contains("no pipeline variable 'los'"));
+  CHECK_THROWS_WITH(pipeline.run({.progress = bp::Progress{.variables = {"name"}}}),
+                    Catch::Matchers::Contains("'name'") && Catch::Matchers::Contains("not a number"));
+  std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("the progress line shows progress, rate, time left and the variables", "[flow][progress]") {
+  bp::RunStats done;
+  done.batches = 5;
+  done.items = 500;
+  const auto line = bp::detail::progress_line(done, bp::detail::PlannedRun{10, 1000}, 2.0,
+                                              {{"loss", 0.25}, {"x", std::nullopt}});
+  CHECK_THAT(line, Catch::Matchers::Contains(" 50%") && Catch::Matchers::Contains("500/1000 items") &&
+                       Catch::Matchers::Contains("5/10 batches") &&
+                       Catch::Matchers::Contains("250 items/s") && Catch::Matchers::Contains("0:02 left") &&
+                       Catch::Matchers::Contains("loss 0.25"));
+  CHECK_THAT(line, !Catch::Matchers::Contains(" x "));
+  const auto endless = bp::detail::progress_line(done, std::nullopt, 3725.0, {});
+  CHECK_THAT(endless,
+             Catch::Matchers::Contains("500 items 5 batches") && Catch::Matchers::Contains("1:02:05"));
+  const auto planned = bp::detail::planned_run(10, {.batch_size = 4, .n_epochs = 3});
+  REQUIRE(planned);
+  CHECK(planned->batches == 9);
+  CHECK(planned->items == 30);
+  const auto dropped = bp::detail::planned_run(10, {.batch_size = 4, .n_epochs = 3, .drop_last = true});
+  CHECK(dropped->batches == 6);
+  CHECK(dropped->items == 24);
+  CHECK(!bp::detail::planned_run(10, {.n_epochs = bp::endless}));
+}
+
+TEST_CASE("variables show as numbers when they hold one", "[flow][progress]") {
+  auto variables = bp::Variables()
+                       .with("loss", 0.5f)
+                       .with("steps", 3)
+                       .with("history", std::vector<double>{1.0, 2.0})
+                       .with("empty", std::vector<double>{})
+                       .with("accuracy", bp::Accuracy{3, 4})
+                       .with("name", std::string("abc"));
+  CHECK(variables.number("loss") == 0.5);
+  CHECK(variables.number("steps") == 3.0);
+  CHECK(variables.number("history") == 2.0);
+  CHECK(!variables.number("empty"));
+  CHECK(variables.number("accuracy") == 0.75);
+  CHECK(!variables.number("name"));
+  CHECK(!variables.number("missing"));
+}
