@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iterator>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -35,6 +36,15 @@ struct FlowBatch : bp::Batch<FlowBatch> {
   ACTION(fail_at)(std::size_t failing) {
     if (number() == failing) throw std::runtime_error("batch " + std::to_string(failing) + " is bad");
   }
+  ACTION(load_ids)() {  // "x": each item's id; "y": two columns derived from it
+    std::vector<std::int64_t> ids;
+    for (const auto& id : index().ids()) ids.push_back(id.integer());
+    set("x", at::tensor(ids, at::kLong));
+    set("y", at::stack({get("x") * 2, get("x") * 3}, 1));
+  }
+  ACTION(times_ten)() { set("z", get("x") * 10); }
+  ACTION(name_items)() { set("names", std::vector<std::string>(size(), "n")); }
+  ACTION(record_size, .singleton = true)(std::vector<std::size_t>& sizes) { sizes.push_back(size()); }
   ACTION(track)() {
     variable<double>("loss").set(1.0 / static_cast<double>(number() + 1));
     variable<bp::Accuracy>("accuracy").update([&](bp::Accuracy& a) {
@@ -45,6 +55,22 @@ struct FlowBatch : bp::Batch<FlowBatch> {
 };
 
 bp::Dataset<FlowBatch> numbers(std::size_t n) { return bp::Dataset<FlowBatch>(n); }
+
+// A batch class of another kind, with preloaded data: what join brings in.
+struct LabelBatch : bp::Batch<LabelBatch> {
+  ACTION(double_label)() { set("twice", get("label") * 2); }
+};
+
+std::vector<std::int64_t> ids_of(const bp::Index& index) {
+  std::vector<std::int64_t> ids;
+  for (const auto& id : index.ids()) ids.push_back(id.integer());
+  return ids;
+}
+
+std::vector<std::int64_t> values_of(const at::Tensor& tensor) {
+  const auto contiguous = tensor.contiguous();
+  return {contiguous.data_ptr<std::int64_t>(), contiguous.data_ptr<std::int64_t>() + contiguous.numel()};
+}
 
 std::vector<std::size_t> delivered(const bp::Pipeline<FlowBatch>& pipeline, const bp::RunOptions& options) {
   std::vector<std::size_t> result;
@@ -362,4 +388,130 @@ TEST_CASE("variables show as numbers when they hold one", "[flow][progress]") {
   CHECK(variables.number("accuracy") == 0.75);
   CHECK(!variables.number("name"));
   CHECK(!variables.number("missing"));
+}
+
+TEST_CASE("rebatch re-cuts the stream: every item once, in order, each epoch's remainder last",
+          "[flow][rebatch]") {
+  test::finishes_within(120s, [] {
+    constexpr std::size_t n = 23;
+    for (const std::size_t in : {1u, 3u, 7u}) {
+      for (const std::size_t out : {1u, 2u, 5u, 8u, 30u}) {
+        for (const bool drop_last : {false, true}) {
+          for (const std::size_t prefetch : {0u, 2u}) {
+            INFO("in " << in << " out " << out << " drop_last " << drop_last << " prefetch " << prefetch);
+            std::vector<std::size_t> sizes;
+            auto pipeline = numbers(n).pipeline().load_ids().rebatch(out).record_size(sizes);
+            std::vector<std::vector<std::int64_t>> epochs(2);
+            std::size_t number = 0;
+            for (auto& batch : pipeline.gen_batch(
+                     {.batch_size = in, .n_epochs = 2, .drop_last = drop_last, .prefetch = prefetch})) {
+              CHECK(batch.number() == number++);
+              const auto x = values_of(batch.get("x"));
+              CHECK(x == ids_of(batch.index()));  // the index follows the items
+              CHECK(values_of(batch.get("y").select(1, 1)) == values_of(batch.get("x") * 3));
+              auto& seen = epochs.at(batch.epoch());
+              seen.insert(seen.end(), x.begin(), x.end());
+            }
+            const std::size_t upstream = drop_last ? n / in * in : n;
+            const std::size_t kept = drop_last ? upstream / out * out : upstream;
+            std::vector<std::int64_t> expected(kept);
+            std::iota(expected.begin(), expected.end(), 0);
+            CHECK(epochs[0] == expected);
+            CHECK(epochs[1] == expected);
+            // Every batch is full but each epoch's last, which holds the remainder.
+            std::vector<std::size_t> expected_sizes;
+            for (int epoch = 0; epoch < 2; ++epoch) {
+              for (std::size_t i = 0; i < kept / out; ++i) expected_sizes.push_back(out);
+              if (kept % out) expected_sizes.push_back(kept % out);
+            }
+            CHECK(sizes == expected_sizes);
+          }
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("rebatch keeps shuffled items, leaves out skipped ones, and names what it cannot join",
+          "[flow][rebatch]") {
+  test::finishes_within(60s, [] {
+    auto pipeline = numbers(40).pipeline().skip_multiples(4).load_ids().rebatch(6).times_ten();
+    auto stream = pipeline.gen_batch({.batch_size = 5, .shuffle = 3, .prefetch = 3});
+    std::vector<std::int64_t> seen;
+    for (auto& batch : stream) {
+      const auto x = values_of(batch.get("x"));
+      CHECK(x == ids_of(batch.index()));
+      CHECK(values_of(batch.get("z")) == values_of(batch.get("x") * 10));  // the action after it ran
+      seen.insert(seen.end(), x.begin(), x.end());
+    }
+    CHECK(stream.stats().skipped == 2);  // batches 0 and 4 of 8
+    CHECK(seen.size() == 30);
+    CHECK(std::set<std::int64_t>(seen.begin(), seen.end()).size() == 30);
+    CHECK(pipeline.action_names() ==
+          std::vector<std::string>{"skip_multiples", "load_ids", "rebatch", "times_ten"});
+
+    CHECK_THROWS_WITH(numbers(10).pipeline().load_ids().name_items().rebatch(4).run({.batch_size = 3}),
+                      Catch::Matchers::Contains("rebatch(4): component 'names'") &&
+                          Catch::Matchers::Contains("only tensor components"));
+    CHECK_THROWS_WITH(numbers(10).pipeline().rebatch(0), Catch::Matchers::Contains("at least 1"));
+  });
+}
+
+TEST_CASE("merge puts the batches of pipelines over the same items side by side", "[flow][merge]") {
+  test::finishes_within(60s, [] {
+    const auto data = numbers(30);
+    auto first = data.pipeline().load_ids();
+    auto second = data.pipeline().load_ids().times_ten().init_variable("seen", 0);
+    std::vector<std::size_t> sizes;
+    auto merged = bp::merge(first, second).record_size(sizes);
+    CHECK(merged.variables().contains("seen"));
+    std::size_t batches = 0;
+    for (auto& batch : merged.gen_batch({.batch_size = 4, .n_epochs = 2, .shuffle = 9, .prefetch = 2})) {
+      CHECK(values_of(batch.get("z")) == values_of(batch.get("x") * 10));
+      CHECK(values_of(batch.get("x")) == ids_of(batch.index()));
+      CHECK(batch.number() == batches++);
+    }
+    CHECK(batches == 16);
+    CHECK(sizes.size() == 16);
+
+    // Different items: the first difference is named.
+    auto skipping = data.pipeline().skip_multiples(2).load_ids();
+    CHECK_THROWS_WITH(bp::merge(first, skipping).run({.batch_size = 5}),
+                      Catch::Matchers::Contains("merge: batch 0: pipeline 2 has item '5' at position 0 where "
+                                                "pipeline 1 has '0'"));
+    CHECK_THROWS_WITH(bp::merge(first, numbers(40).pipeline()).run({.batch_size = 10}),
+                      Catch::Matchers::Contains("pipeline 1 ended after 3 batches while pipeline 2 goes on"));
+    CHECK_THROWS_WITH(bp::merge(std::vector{first}), Catch::Matchers::Contains("two pipelines or more"));
+  });
+}
+
+TEST_CASE("join brings a component of another dataset's batch for the same items, by id", "[flow][join]") {
+  test::finishes_within(60s, [] {
+    // The labels live in a dataset of another class, its ids in another order.
+    std::vector<std::int64_t> ids(25);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::reverse(ids.begin(), ids.end());
+    const auto labels = at::tensor(ids, at::kLong) + 100;  // row i holds id ids[i]: label = id + 100
+    bp::Dataset<LabelBatch> label_data(bp::Index(ids), {{"label", labels}});
+
+    auto pipeline =
+        numbers(20).pipeline().load_ids().join(label_data.pipeline().double_label(), {"label", "twice"});
+    for (const std::size_t prefetch : {0u, 2u}) {
+      std::size_t items = 0;
+      for (auto& batch : pipeline.gen_batch({.batch_size = 6, .shuffle = 4, .prefetch = prefetch})) {
+        CHECK(values_of(batch.get("label")) == values_of(batch.get("x") + 100));
+        CHECK(values_of(batch.get("twice")) == values_of((batch.get("x") + 100) * 2));
+        items += batch.size();
+      }
+      CHECK(items == 20);
+    }
+    CHECK(numbers(3).pipeline().join(label_data, {"label"}).action_names() ==
+          std::vector<std::string>{"join"});
+
+    CHECK_THROWS_WITH(
+        numbers(30).pipeline().join(label_data, {"label"}).run({.batch_size = 10}),
+        Catch::Matchers::Contains("join: item '25' (position 5 of the batch) is not in the joined dataset"));
+    CHECK_THROWS_WITH(numbers(5).pipeline().join(label_data, {"mask"}).run({.batch_size = 5}),
+                      Catch::Matchers::Contains("no component 'mask' (components: label)"));
+  });
 }

@@ -44,6 +44,20 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
         [&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
   }
 
+  // At a batch of a new epoch, multiplies the learning rate by `factor` once per epoch passed;
+  // the pipeline variable "epoch" remembers the last one seen. Before train, in one run of many
+  // epochs.
+  ACTION(decay_lr, .model = "classifier", .singleton = true)(Model& model, double factor) {
+    variable<std::size_t>("epoch").update([&](std::size_t& seen) {
+      for (; seen < epoch(); ++seen) {
+        for (auto& group : model.optimizer.param_groups()) {
+          auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
+          options.lr(options.lr() * factor);
+        }
+      }
+    });
+  }
+
   ACTION(evaluate, .model = "classifier")(Model& model) {
     bp::evaluate(model.module, get("images"), get("labels"), variable<bp::Accuracy>("accuracy"));
   }

@@ -13,15 +13,13 @@
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -40,30 +38,8 @@ struct Settings {
   double lr_decay = 0.75;
   std::string augment = "flip";
   std::string device = "cpu";
-  std::filesystem::path save, load;
-  bool quiet = false;
-};
-
-// One line on stderr, redrawn in place: epoch, progress, items/s and the running loss.
-class ProgressBar {
- public:
-  explicit ProgressBar(bool shown) : shown_(shown && isatty(fileno(stderr))) {}
-  void update(std::size_t epoch, std::size_t epochs, std::size_t done, std::size_t total,
-              double items_per_second, double loss) {
-    if (!shown_) return;
-    constexpr int width = 30;
-    const int filled = static_cast<int>(width * done / std::max<std::size_t>(total, 1));
-    std::fprintf(stderr, "\repoch %zu/%zu [%s%s] %3zu%% %8.0f items/s loss %.4f", epoch + 1, epochs,
-                 std::string(static_cast<std::size_t>(filled), '=').c_str(),
-                 std::string(static_cast<std::size_t>(width - filled), ' ').c_str(),
-                 100 * done / std::max<std::size_t>(total, 1), items_per_second, loss);
-  }
-  void end_line() {
-    if (shown_) std::fputc('\n', stderr);
-  }
-
- private:
-  bool shown_;
+  std::filesystem::path save, load, plot;
+  bool quiet = false, profile = false;
 };
 
 }  // namespace
@@ -111,6 +87,10 @@ int main(int argc, char** argv) {
                  "save the model to this checkpoint after training (its folder must exist)");
   app.add_option("--load", s.load, "load the model from this checkpoint before training")
       ->check(CLI::ExistingFile);
+  app.add_option("--plot", s.plot,
+                 "write an SVG plot of the running loss and training accuracy over the training (its folder "
+                 "must exist); the accuracy costs a forward pass per batch");
+  app.add_flag("--profile", s.profile, "print the time of each action of the training run");
   app.add_flag("--quiet", s.quiet, "no progress bar");
   if (const auto exit_code = example::parse_command_line(app, argc, argv)) return *exit_code;
 
@@ -120,6 +100,7 @@ int main(int argc, char** argv) {
                                         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"});
     device = example::parse_device(s.device);
     example::check_output_file("--save", s.save);
+    example::check_output_file("--plot", s.plot);
   };
   return example::run("fashion_mnist", check, [&] {
     // The CNN's convolutions run on LibTorch's own threads, not in the BLAS that batchpipe gives
@@ -144,43 +125,42 @@ int main(int argc, char** argv) {
       return p.to_device(device);
     };
     // The training pipeline holds the model's instance; evaluation uses the same, trained one.
+    // One run covers every epoch: each epoch reshuffles, and decay_lr lowers the learning rate
+    // at the first batch of each new epoch.
     auto training = prepare(train_data, s.augment)
                         .init_model("classifier", model_config)
                         .init_variable("loss", 0.0)
+                        .init_variable("epoch", std::size_t{0})
+                        .decay_lr(s.lr_decay)
                         .train();
+    std::vector<std::string> shown{"loss"};
+    if (!s.plot.empty()) {  // the running accuracy on the training batches, after each step
+      training = training.init_variable("accuracy", bp::Accuracy{}).evaluate();
+      shown.push_back("accuracy");
+    }
     auto evaluation = prepare(test_data, "none")
                           .with_model(training.model_instance("classifier"))
                           .init_variable("accuracy", bp::Accuracy{})
                           .evaluate();
     if (!s.load.empty()) bp::load_model(training, "classifier", s.load);
 
-    ProgressBar progress(!s.quiet);
-    const auto train_size = train_data.size();
-    for (std::size_t epoch = 0; epoch < s.epochs; ++epoch) {
-      const auto start = std::chrono::steady_clock::now();
-      std::size_t done = 0;
-      for (auto& batch : training.gen_batch(
-               {.batch_size = s.batch_size,
-    .shuffle = s.seed + epoch,
-    .prefetch = s.prefetch,
-    .threads = s.threads,
-    .intra_op_threads = s.intra_op_threads,
-    // A GPU step leaves the CPU to the batches made ahead.
-                .prepare_during_steps = device.is_cpu() ? std::nullopt : std::optional(true)})) {
-        done += batch.size();
-        const double seconds =
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        progress.update(epoch, s.epochs, done, train_size, static_cast<double>(done) / seconds,
-                        training.variables().value<double>("loss"));
-      }
-      progress.end_line();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      for (auto& group : training.model<Model>("classifier")->optimizer.param_groups()) {
-        auto& options = static_cast<torch::optim::AdamOptions&>(group.options());
-        options.lr(options.lr() * s.lr_decay);
-      }
-      std::cout << "epoch " << epoch + 1 << ": loss " << training.variables().value<double>("loss") << ", "
-                << static_cast<long>(static_cast<double>(done) / seconds) << " items/s" << std::endl;
+    if (s.epochs > 0) {
+      const auto stats =
+          training.run({.batch_size = s.batch_size,
+                        .n_epochs = s.epochs,
+                        .shuffle = s.seed,
+                        .prefetch = s.prefetch,
+                        .threads = s.threads,
+                        .intra_op_threads = s.intra_op_threads,
+                        // A GPU step leaves the CPU to the batches made ahead.
+                        .prepare_during_steps = device.is_cpu() ? std::nullopt : std::optional(true),
+                        .profile = s.profile,
+                        .progress = bp::Progress{
+                            .variables = shown, .stream = s.quiet ? nullptr : stderr, .plot = s.plot}});
+      std::cout << "training: " << s.epochs << " epochs, loss " << training.variables().value<double>("loss")
+                << ", " << static_cast<long>(static_cast<double>(stats.items) / stats.seconds) << " items/s"
+                << std::endl;
+      if (stats.profile) std::cout << stats.profile->table();
     }
     if (!s.save.empty()) bp::save_model(training, "classifier", s.save);
 

@@ -4,7 +4,7 @@
 
 #include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
-#include <batchpipe/detail/prefetcher.hpp>
+#include <batchpipe/detail/batch_sources.hpp>
 #include <batchpipe/detail/progress_notifier.hpp>
 #include <batchpipe/fwd.hpp>
 
@@ -59,7 +59,7 @@ class BatchStream {
   BatchStream& operator=(BatchStream&& other) noexcept {
     if (this != &other) {
       abandon();
-      prefetcher_ = std::move(other.prefetcher_);
+      source_ = std::move(other.source_);
       observers_ = std::move(other.observers_);
       seed_ = other.seed_;
       current_ = std::move(other.current_);
@@ -78,12 +78,8 @@ class BatchStream {
     if (state_ == State::ended) return std::nullopt;
     try {
       if (state_ == State::not_started) start();
-      auto batch = prefetcher_->next();
-      while (batch && batch->skipped()) {
-        ++stats_.skipped;
-        notify();
-        batch = prefetcher_->next();
-      }
+      auto batch = source_->next();
+      stats_.skipped = source_->skipped();
       if (!batch) {
         end(nullptr, false);
         return batch;
@@ -149,14 +145,14 @@ class BatchStream {
 
  private:
   friend class Pipeline<B>;
-  BatchStream(std::unique_ptr<detail::Prefetcher<B>> prefetcher, std::uint64_t seed,
+  BatchStream(detail::BatchSourcePtr<B> source, std::uint64_t seed,
               std::unique_ptr<detail::RunObservers> observers)
-      : prefetcher_(std::move(prefetcher)), observers_(std::move(observers)), seed_(seed) {}
+      : source_(std::move(source)), observers_(std::move(observers)), seed_(seed) {}
 
   enum class State { not_started, running, ended };
 
   // Hands back the run's thread settings until the next batch is asked for.
-  void pause() { prefetcher_->pause(); }
+  void pause() { source_->pause(); }
 
   double elapsed() const {
     return state_ == State::not_started
@@ -180,6 +176,7 @@ class BatchStream {
   void end(std::exception_ptr error, bool stopped_early) {
     stats_ = stats();
     state_ = State::ended;
+    if (source_) source_->pause();  // the run's thread settings go with it
     std::exception_ptr hook_error;
     auto guarded = [&](auto&& f) {
       try {
@@ -216,7 +213,7 @@ class BatchStream {
   // first, then the after-run hooks run, told the run stopped early.
   void abandon() noexcept {
     if (state_ != State::running || !observers_) return;  // not started, over, or moved from
-    prefetcher_.reset();
+    source_.reset();
     try {
       end(nullptr, true);
     } catch (...) {
@@ -225,7 +222,7 @@ class BatchStream {
     }
   }
 
-  std::unique_ptr<detail::Prefetcher<B>> prefetcher_;
+  detail::BatchSourcePtr<B> source_;
   std::unique_ptr<detail::RunObservers> observers_;
   std::uint64_t seed_;
   std::optional<B> current_;

@@ -272,6 +272,38 @@ class Index {
     return result;
   }
 
+  /// The items of `parts`, one after another. Parts cut from one index (the batches of one
+  /// dataset) keep its rows and files; parts of different indexes make a new index of their ids,
+  /// which must be unique (an Error names a repeated id), keeping the files when every part has
+  /// them.
+  [[nodiscard]] static Index concatenated(std::span<const Index> parts) {
+    if (parts.empty()) return Index();
+    const bool one_source = std::all_of(
+        parts.begin(), parts.end(), [&](const Index& part) { return part.source_ == parts.front().source_; });
+    if (one_source) {
+      std::vector<std::size_t> rows;
+      for (const Index& part : parts) {
+        for (std::size_t i = 0; i < part.size(); ++i) rows.push_back(part.source(i));
+      }
+      Index whole(parts.front().source_size());
+      whole.source_ = parts.front().source_;
+      return whole.subset_unchecked(rows);
+    }
+    std::vector<Id> ids;
+    std::vector<std::filesystem::path> paths;
+    const bool with_paths =
+        std::all_of(parts.begin(), parts.end(), [](const Index& part) { return part.has_paths(); });
+    for (const Index& part : parts) {
+      for (std::size_t i = 0; i < part.size(); ++i) {
+        ids.push_back(part.id(i));
+        if (with_paths) paths.push_back(part.path(i));
+      }
+    }
+    Index result(std::move(ids));
+    result.mutable_source().paths = std::move(paths);
+    return result;
+  }
+
   /// Equal indexes hold the same ids in the same order (their rows and files are not compared).
   friend bool operator==(const Index& a, const Index& b) {
     if (a.size() != b.size()) return false;

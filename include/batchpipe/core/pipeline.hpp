@@ -18,7 +18,9 @@
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/action_binding.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
+#include <batchpipe/detail/batch_sources.hpp>
 #include <batchpipe/detail/prefetcher.hpp>
+#include <batchpipe/detail/progress_notifier.hpp>
 #include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
@@ -65,6 +67,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// This pipeline's actions over another dataset.
   [[nodiscard]] Pipeline with(Dataset<B> dataset) const {
+    if (merged_) throw Error("with: a merged pipeline takes its batches from the pipelines it merges");
     Pipeline result = *this;
     result.dataset_ = std::move(dataset);
     return result;
@@ -171,7 +174,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     result.config_ = b.config_.to_json().empty()   ? a.config_
                      : a.config_.to_json().empty() ? b.config_
                                                    : b.config_.merged(a.config_);
-    if (!result.dataset_) result.dataset_ = b.dataset_;
+    if (!result.dataset_ && !result.merged_) {
+      result.dataset_ = b.dataset_;
+      result.merged_ = b.merged_;
+    }
     result.steps_.insert(result.steps_.end(), b.steps_.begin(), b.steps_.end());
     result.before_.insert(result.before_.end(), b.before_.begin(), b.before_.end());
     result.after_.insert(result.after_.end(), b.after_.begin(), b.after_.end());
@@ -185,12 +191,13 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return names;
   }
 
-  /// True when the pipeline has a dataset to run over.
-  bool has_dataset() const noexcept { return dataset_.has_value(); }
-  /// The dataset the pipeline runs over; an Error when it has none.
+  /// True when the pipeline has a dataset to run over (a merged pipeline: its first pipeline's).
+  bool has_dataset() const noexcept { return dataset_.has_value() || merged_; }
+  /// The dataset the pipeline runs over (a merged pipeline: its first pipeline's); an Error when
+  /// it has none.
   const Dataset<B>& dataset() const {
     require_dataset();
-    return *dataset_;
+    return merged_ ? merged_->front().dataset() : *dataset_;
   }
 
   /// A run's batches, made on demand and passed through the actions.
@@ -199,33 +206,13 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const std::uint64_t seed = options.seed      ? *options.seed
                                : options.shuffle ? *options.shuffle
                                                  : std::random_device{}();
-    auto context =
-        std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
     auto observers = std::make_unique<detail::RunObservers>();
     observers->before = before_;
     observers->after = after_;
     if (options.profile) observers->profiler = std::make_shared<detail::Profiler>(action_names());
-    if (options.progress) {
-      observers->progress.emplace(*options.progress, detail::planned_run(dataset_->size(), options),
-                                  variables_);
-    }
-    // Steps up to the first singleton run on the arena, several batches at once; that singleton
-    // and the steps after it run on the consumer's thread as each batch is handed out, so they
-    // see the batches one at a time and in order, whatever the prefetch.
-    auto run = std::make_shared<const RunSteps>(
-        RunSteps{steps_, probabilities(*context), seed, first_singleton(), observers->profiler});
-    auto make = [dataset = *dataset_, run, context = std::move(context)](
-                    detail::BatchPlan plan, const detail::BeforeAction& before_action) {
-      return make_batch(dataset, *run, context, plan, before_action);
-    };
-    typename detail::Prefetcher<B>::Finish finish;
-    if (run->parallel_steps < steps_.size()) {
-      finish = [run](B& batch) { run_steps(batch, *run, run->parallel_steps, run->steps.size(), nullptr); };
-    }
-    detail::BatchSampler sampler(dataset_->size(), options);
-    auto prefetcher = std::make_unique<detail::Prefetcher<B>>(
-        std::move(sampler), std::move(make), std::move(finish), options, observers->profiler);
-    return BatchStream<B>(std::move(prefetcher), seed, std::move(observers));
+    if (options.progress) observers->progress.emplace(*options.progress, planned_run(options), variables_);
+    auto source = make_source(options, seed, observers->profiler);
+    return BatchStream<B>(std::move(source), seed, std::move(observers));
   }
 
   /// The next batch of an iteration that the first call starts with `options` (later calls
@@ -286,6 +273,52 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     });
   }
 
+  /// This pipeline with the stream of batches re-cut, after the actions so far, into batches of
+  /// `size` items: components (tensors) concatenated, the index kept, each epoch's last batch the
+  /// remainder (dropped with RunOptions::drop_last). The actions after it run on the consumer's
+  /// thread, one batch at a time; their batches are numbered anew.
+  [[nodiscard]] Pipeline rebatch(std::size_t size) const {
+    if (size == 0) throw Error("rebatch: a batch holds at least 1 item");
+    detail::Step<B> step{&detail::builtin_entry<B>("rebatch"), nullptr};
+    step.rebatch_size = size;
+    return with_step(std::make_shared<const detail::Step<B>>(std::move(step)));
+  }
+
+  /// This pipeline with `components` of another pipeline's batch for the same items added to each
+  /// batch: `other`'s dataset makes a batch of this batch's ids (found by id, in any order) and
+  /// `other`'s actions run on it, in this batch's task. An Error names an id `other`'s dataset
+  /// lacks, or a component its batch lacks.
+  template <class C>
+  [[nodiscard]] Pipeline join(Pipeline<C> other, std::vector<std::string> components) const {
+    if (!other.dataset_)
+      throw Error("join: the joined pipeline has no dataset of its own (merged or unbound)");
+    auto context = std::make_shared<const detail::RunContext>(
+        detail::RunContext{other.variables_, other.config_, other.models_});
+    auto run = std::make_shared<const typename Pipeline<C>::RunSteps>(typename Pipeline<C>::RunSteps{
+        other.steps_, other.probabilities(*context), 0, other.steps_.size(), nullptr});
+    auto apply = [dataset = *other.dataset_, run, context, components = std::move(components)](B& batch) {
+      C joined = dataset.create_batch(detail::positions_of(batch.index(), dataset.index(), "join"));
+      detail::number_batch(joined, batch.number(), batch.epoch(), batch.random().seed(), context);
+      Pipeline<C>::run_steps(joined, *run, 0, run->steps.size(), nullptr);
+      for (const auto& name : components) {
+        auto& from = detail::access::components(joined);
+        auto found = from.find(name);
+        if (found == from.end()) {
+          throw Error("join: the joined batch has no component '" + name + "' (components: " +
+                      detail::join_names(from, [](const auto& entry) { return entry.first; }) + ")");
+        }
+        detail::access::components(batch).insert_or_assign(name, std::move(found->second));
+      }
+    };
+    return with_step(std::make_shared<const detail::Step<B>>(
+        detail::Step<B>{&detail::builtin_entry<B>("join"), std::move(apply)}));
+  }
+  /// join(pipeline, components) with a dataset's batches as they are made (no actions).
+  template <class C>
+  [[nodiscard]] Pipeline join(const Dataset<C>& other, std::vector<std::string> components) const {
+    return join(other.pipeline(), std::move(components));
+  }
+
   /// This pipeline with `hook` run once before each run's first batch (set-up: a variable reset,
   /// a folder made). An exception from it ends the run before any batch; the after-run hooks
   /// still run, told so.
@@ -318,6 +351,79 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
  private:
   template <class Action, class P, class... A>
   friend P detail::append_action(const P& pipeline, A&&... args);
+  template <class>
+  friend class Pipeline;
+  template <class C>
+  friend Pipeline<C> merge(std::vector<Pipeline<C>> pipelines);
+
+  // Salts of the random streams of the batches that a merge or a rebatch makes.
+  static constexpr std::uint64_t merge_stream = 0x3E26E000;
+  static constexpr std::uint64_t rebatch_stream = 0x5EBA7C00;
+
+  /// The next rebatch marker at or after step `from` (steps_.size() when there is none).
+  std::size_t next_rebatch(std::size_t from) const {
+    while (from < steps_.size() && steps_[from]->rebatch_size == 0) ++from;
+    return from;
+  }
+
+  /// What the progress bar expects: batches and items, when the run's epochs are counted. After a
+  /// rebatch or a merge the batches are not known ahead, only the items.
+  std::optional<detail::PlannedRun> planned_run(const RunOptions& options) const {
+    auto planned = detail::planned_run(dataset().size(), options);
+    if (planned && (merged_ || next_rebatch(0) < steps_.size())) planned->batches = 0;
+    return planned;
+  }
+
+  /// The chain of sources a run pulls its batches from. Without a merge: the prefetcher makes
+  /// batches from the dataset and runs the steps up to the first rebatch (those before the first
+  /// singleton on the arena, the rest on the consumer). With a merge: the merged pipelines' own
+  /// sources, side by side, and these steps on the consumer. Each rebatch re-cuts the stream,
+  /// and the steps after it run on the consumer.
+  detail::BatchSourcePtr<B> make_source(const RunOptions& options, std::uint64_t seed,
+                                        const detail::ProfilerPtr& profiler) const {
+    auto context =
+        std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
+    std::size_t stage_end = next_rebatch(0);
+    auto run = std::make_shared<const RunSteps>(
+        RunSteps{steps_, probabilities(*context), seed, std::min(first_singleton(), stage_end), profiler});
+    auto consumer_steps = [&](detail::BatchSourcePtr<B> upstream, std::size_t first, std::size_t last) {
+      if (first == last) return upstream;
+      return detail::BatchSourcePtr<B>(std::make_unique<detail::ConsumerSteps<B>>(
+          std::move(upstream),
+          [run, first, last](B& batch) { run_steps(batch, *run, first, last, nullptr); }));
+    };
+    detail::BatchSourcePtr<B> source;
+    if (merged_) {
+      std::vector<detail::BatchSourcePtr<B>> inputs;
+      for (const auto& input : *merged_) inputs.push_back(input.make_source(options, seed, nullptr));
+      source = consumer_steps(std::make_unique<detail::MergedBatches<B>>(
+                                  std::move(inputs), detail::derive_seed(seed, merge_stream), context),
+                              0, stage_end);
+    } else {
+      auto make = [dataset = *dataset_, run, context](detail::BatchPlan plan,
+                                                      const detail::BeforeAction& before_action) {
+        return make_batch(dataset, *run, context, plan, before_action);
+      };
+      typename detail::Prefetcher<B>::Finish finish;
+      if (run->parallel_steps < stage_end) {
+        finish = [run, stage_end](B& batch) {
+          run_steps(batch, *run, run->parallel_steps, stage_end, nullptr);
+        };
+      }
+      detail::BatchSampler sampler(dataset_->size(), options);
+      source = std::make_unique<detail::PrefetchedBatches<B>>(std::make_unique<detail::Prefetcher<B>>(
+          std::move(sampler), std::move(make), std::move(finish), options, profiler));
+    }
+    while (stage_end < steps_.size()) {
+      const std::size_t marker = stage_end;
+      stage_end = next_rebatch(marker + 1);
+      source = std::make_unique<detail::Rebatcher<B>>(std::move(source), steps_[marker]->rebatch_size,
+                                                      options.drop_last,
+                                                      detail::derive_seed(seed, rebatch_stream + marker));
+      source = consumer_steps(std::move(source), marker + 1, stage_end);
+    }
+    return source;
+  }
 
   /// One action of a config's list: "name", or {"name": {arguments}} (null: no arguments).
   static detail::StepPtr<B> step_from_json(const Config::json& action, const std::string& where) {
@@ -344,7 +450,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
 
   void require_dataset() const {
-    if (!dataset_) {
+    if (!dataset_ && !merged_) {
       throw Error("Pipeline<" + detail::type_name<B>() +
                   "> has no dataset: start it with dataset.pipeline() or bind one with with()");
     }
@@ -461,8 +567,38 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   std::map<std::string, ModelInstance, std::less<>> models_;
   std::vector<std::function<void()>> before_;
   std::vector<std::function<void(const RunReport&)>> after_;
+  std::shared_ptr<const std::vector<Pipeline>> merged_;  // set: the batches come from these
   detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
 };
+
+/// One pipeline whose batches are those of `pipelines` side by side: each run runs every one of
+/// them with its options and delivers the first's batch with the components only the others have
+/// added. They must deliver the same items in the same order (the same ids, batch size and
+/// shuffle); an Error names the first difference. The result's own actions run on the consumer's
+/// thread; it has the variables, config and model instances of all (the first's where several
+/// have one); the merged pipelines' before- and after-run hooks do not run.
+template <class B>
+[[nodiscard]] Pipeline<B> merge(std::vector<Pipeline<B>> pipelines) {
+  if (pipelines.size() < 2) throw Error("merge: it takes two pipelines or more");
+  for (std::size_t i = 0; i < pipelines.size(); ++i) {
+    if (!pipelines[i].has_dataset())
+      throw Error("merge: pipeline " + std::to_string(i + 1) + " has no dataset");
+  }
+  Pipeline<B> result;
+  for (const auto& input : pipelines) {
+    result.variables_ = result.variables_.merged(input.variables_);
+    result.models_.insert(input.models_.begin(), input.models_.end());
+  }
+  result.config_ = pipelines.front().config_;
+  result.merged_ = std::make_shared<const std::vector<Pipeline<B>>>(std::move(pipelines));
+  return result;
+}
+
+/// merge({first, second, more...}).
+template <class B, class... More>
+[[nodiscard]] Pipeline<B> merge(const Pipeline<B>& first, const Pipeline<B>& second, const More&... more) {
+  return merge(std::vector<Pipeline<B>>{first, second, more...});
+}
 
 namespace detail {
 template <class Action, class P, class... A>

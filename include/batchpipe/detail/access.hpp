@@ -58,6 +58,10 @@ struct access {
   static auto& context(B& batch) {
     return batch.context_;
   }
+  template <class B>
+  static auto& components(B& batch) {
+    return batch.components_;
+  }
 };
 
 }  // namespace batchpipe::detail

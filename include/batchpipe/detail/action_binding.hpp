@@ -43,6 +43,9 @@ struct Step {
   /// The probability that a batch goes through the step, decided when a run starts
   /// (Pipeline::with_probability); unset: the action's own `.p`.
   std::function<double(const RunContext&)> probability = nullptr;
+  /// Not an action but a re-cut of the stream into batches of this many items (Pipeline::rebatch);
+  /// 0 for an action.
+  std::size_t rebatch_size = 0;
 };
 
 template <class B>
@@ -58,6 +61,20 @@ struct ActionEntry {
   /// Binds named arguments read from a config (Pipeline::from_config); `where` names the place.
   StepPtr<B> (*bind_by_keywords)(const Config& args, const std::string& where) = nullptr;
 };
+
+/// The entry of a step that is not one of the class's actions (rebatch, join): a name for
+/// profiles, errors and action_names().
+template <class B>
+const ActionEntry<B>& builtin_entry(std::string_view name) {
+  auto named = [](const char* text) {
+    auto entry = std::make_unique<ActionEntry<B>>();
+    entry->info.name = text;
+    return entry;
+  };
+  static const auto rebatch = named("rebatch");
+  static const auto join = named("join");
+  return name == "rebatch" ? *rebatch : *join;
+}
 
 /// Declared here for the ACTION macro, defined in pipeline.hpp.
 template <class Action, class Pipeline, class... A>

@@ -184,6 +184,17 @@ class Prefetcher {
     }
   }
 
+  /// Runs f on the consumer's thread inside the arena, with the run's settings, as the steps
+  /// after the first singleton run: for the steps after a rebatch or a merge.
+  void run_on_consumer(const std::function<void()>& f) {
+    if (!consumer_) {
+      consumer_.emplace(budget_);
+      consumer_thread_.store(std::this_thread::get_id());
+    }
+    const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_);
+    on_consumer(f);
+  }
+
   /// Puts back the thread settings of the consumer's thread until the next call to next(): for
   /// a stream that is kept between batches while other work runs (Pipeline::next_batch).
   void pause() {

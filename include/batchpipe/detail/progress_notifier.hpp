@@ -20,7 +20,7 @@
 
 namespace batchpipe::detail {
 
-/// How much a run will deliver when its epochs are counted: batches and items.
+/// How much a run will deliver when its epochs are counted: batches (0: not known ahead) and items.
 struct PlannedRun {
   std::size_t batches = 0;
   std::size_t items = 0;
@@ -56,17 +56,21 @@ inline std::string progress_line(const RunStats& done, const std::optional<Plann
   char text[160];
   const double rate = seconds > 0 ? static_cast<double>(done.items) / seconds : 0.0;
   const std::size_t batches_seen = done.batches + done.skipped;
-  if (planned && planned->batches > 0) {
+  if (planned && (planned->batches > 0 || planned->items > 0)) {
+    // By batches when they are known ahead (skipped ones count as done), else by items (after a
+    // rebatch or a merge).
+    const double fraction = std::min(
+        1.0, planned->batches > 0 ? static_cast<double>(batches_seen) / static_cast<double>(planned->batches)
+                                  : static_cast<double>(done.items) / static_cast<double>(planned->items));
     constexpr int width = 24;
-    const double fraction =
-        std::min(1.0, static_cast<double>(batches_seen) / static_cast<double>(planned->batches));
     const int filled = static_cast<int>(fraction * width);
     line += '[' + std::string(static_cast<std::size_t>(filled), '=') +
             std::string(static_cast<std::size_t>(width - filled), ' ') + ']';
     const double left = fraction > 0 ? seconds * (1 - fraction) / fraction : 0.0;
-    std::snprintf(text, sizeof text, " %3d%% %zu/%zu items %zu/%zu batches %.0f items/s %s left",
-                  static_cast<int>(100 * fraction), done.items, planned->items, batches_seen,
-                  planned->batches, rate, clock_text(left).c_str());
+    const std::string batches = planned->batches > 0 ? "/" + std::to_string(planned->batches) : "";
+    std::snprintf(text, sizeof text, " %3d%% %zu/%zu items %zu%s batches %.0f items/s %s left",
+                  static_cast<int>(100 * fraction), done.items, planned->items, batches_seen, batches.c_str(),
+                  rate, clock_text(left).c_str());
   } else {
     std::snprintf(text, sizeof text, "%zu items %zu batches %.0f items/s %s", done.items, batches_seen, rate,
                   clock_text(seconds).c_str());
