@@ -94,6 +94,7 @@ struct RunStats {
 /// @brief What an after-run hook is told (Pipeline::after): the run's statistics and whether it
 /// failed.
 struct RunReport {
+  /// The run's statistics at its end.
   RunStats stats;
   /// The error that ended the run (an action's, a before-run hook's), or null.
   std::exception_ptr error = nullptr;

@@ -10,12 +10,14 @@
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/prefetcher.hpp>
+#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/cat.h>
 
+#include <any>
 #include <cstddef>
 #include <functional>
 #include <memory>

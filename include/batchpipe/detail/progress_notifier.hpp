@@ -2,8 +2,10 @@
 // The progress notifier behind RunOptions::progress: a bar redrawn in place on a terminal, and a
 // record of the chosen variables for the plot written at the run's end.
 
+#include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
+#include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/svg_plot.hpp>
 
 #include <unistd.h>
