@@ -43,6 +43,16 @@ struct FlowBatch : bp::Batch<FlowBatch> {
     set("y", at::stack({get("x") * 2, get("x") * 3}, 1));
   }
   ACTION(times_ten)() { set("z", get("x") * 10); }
+  ACTION(read_context)() {  // what a batch reads from its run: a variable and the config
+    set("context", variable<int>("v").value() + config().get<int>("k"));
+  }
+  ACTION(set_mean)() { set("mean", get("x").to(at::kFloat).mean()); }
+  ACTION(jitter_free)() {}
+  ACTION(times_ten_of_ids)() {
+    std::vector<std::int64_t> ids;
+    for (const auto& id : index().ids()) ids.push_back(id.integer() * 10);
+    set("z", at::tensor(ids, at::kLong));
+  }
   ACTION(name_items)() { set("names", std::vector<std::string>(size(), "n")); }
   ACTION(record_size, .singleton = true)(std::vector<std::size_t>& sizes) { sizes.push_back(size()); }
   ACTION(track)() {
@@ -133,6 +143,7 @@ TEST_CASE("a pipeline repeated n times runs its actions n times", "[flow]") {
   for (auto& batch : (once * 3).gen_batch({.batch_size = 5, .prefetch = 2}))
     CHECK(batch.get<int>("count") == 3);
   CHECK(once.repeat(0).action_names().empty());
+  CHECK((once * 2u).action_names().size() == 4);
   CHECK(once.action_names().size() == 2);  // unchanged
   CHECK_THROWS_WITH(once * -1, test::contains(">= 0"));
 }
@@ -392,6 +403,9 @@ TEST_CASE("variables show as numbers when they hold one", "[flow][progress]") {
   CHECK(variables.number("accuracy") == 0.75);
   CHECK(!variables.number("name"));
   CHECK(!variables.number("missing"));
+  const auto optional = bp::Variables().with("maybe", std::optional<double>{});
+  CHECK(!optional.is_numeric("maybe"));  // an optional's value() would throw when empty
+  CHECK(!optional.number("maybe"));
 }
 
 TEST_CASE("rebatch re-cuts the stream: every item once, in order, each epoch's remainder last",
@@ -458,6 +472,51 @@ TEST_CASE("rebatch keeps shuffled items, leaves out skipped ones, and names what
         numbers(10).pipeline().load_ids().name_items().rebatch(4).run({.batch_size = 3}),
         test::contains("rebatch(4): component 'names'") && test::contains("only tensor components"));
     CHECK_THROWS_WITH(numbers(10).pipeline().rebatch(0), test::contains("at least 1"));
+    // One batch cut smaller is checked as well; a per-batch tensor is not per-item data.
+    CHECK_THROWS_WITH(numbers(10).pipeline().load_ids().name_items().rebatch(4).run({.batch_size = 5}),
+                      test::contains("component 'names'") && test::contains("only tensor components"));
+    CHECK_THROWS_WITH(numbers(10).pipeline().load_ids().set_mean().rebatch(4).run({.batch_size = 3}),
+                      test::contains("component 'mean' of shape []") && test::contains("one row per item"));
+    CHECK_THROWS_WITH(numbers(10).pipeline().rebatch(4).with_probability(0.5),
+                      test::contains("not an action"));
+
+    // The batches a rebatch makes belong to the run: its variables and config.
+    bp::Config config;
+    config.set("k", 10);
+    auto reading =
+        numbers(23).pipeline().init_variable("v", 5).load_ids().rebatch(5).read_context().with_config(config);
+    std::size_t read = 0;
+    for (auto& batch : reading.gen_batch({.batch_size = 3, .prefetch = 2})) {
+      CHECK(batch.get<int>("context") == 15);
+      ++read;
+    }
+    CHECK(read == 5);
+
+    // Unordered upstream: a rebatch still sees each epoch whole, so drop_last drops only the
+    // remainders.
+    std::vector<std::int64_t> unordered;
+    for (auto& batch : numbers(23).pipeline().load_ids().jitter_free().rebatch(4).gen_batch({.batch_size = 3,
+                       .n_epochs = 2,
+                       .shuffle = 5,
+                       .drop_last = true,
+                       .prefetch = 3,
+                       .ordered = false})) {
+      const auto x = values_of(batch.get("x"));
+      unordered.insert(unordered.end(), x.begin(), x.end());
+    }
+    CHECK(unordered.size() == 2 * (21 / 4 * 4));
+
+    // An error in a step after the rebatch: the after hook runs once, the error reaches the caller.
+    int afters = 0;
+    CHECK_THROWS_AS(numbers(40)
+                        .pipeline()
+                        .load_ids()
+                        .rebatch(4)
+                        .fail_at(3)
+                        .after([&](const bp::RunReport& report) { afters += report.failed() ? 1 : 100; })
+                        .run({.batch_size = 2, .prefetch = 4}),
+                    bp::ActionError);
+    CHECK(afters == 1);
   });
 }
 
@@ -486,6 +545,18 @@ TEST_CASE("merge puts the batches of pipelines over the same items side by side"
     CHECK_THROWS_WITH(bp::merge(first, numbers(40).pipeline()).run({.batch_size = 10}),
                       test::contains("pipeline 1 ended after 3 batches while pipeline 2 goes on"));
     CHECK_THROWS_WITH(bp::merge(std::vector{first}), test::contains("two pipelines or more"));
+
+    // Unordered runs pair the same batches; skips made alike in both are counted once.
+    auto skip_a = data.pipeline().skip_multiples(3).load_ids();
+    auto skip_b = data.pipeline().skip_multiples(3).times_ten_of_ids();
+    auto both = bp::merge(skip_a, skip_b).gen_batch({.batch_size = 2, .prefetch = 3, .ordered = false});
+    std::size_t merged_batches = 0;
+    for (auto& batch : both) {
+      CHECK(values_of(batch.get("z")) == values_of(batch.get("x") * 10));
+      ++merged_batches;
+    }
+    CHECK(merged_batches == 10);
+    CHECK(both.stats().skipped == 5);
   });
 }
 
@@ -517,5 +588,7 @@ TEST_CASE("join brings a component of another dataset's batch for the same items
         test::contains("join: item '25' (position 5 of the batch) is not in the joined dataset"));
     CHECK_THROWS_WITH(numbers(5).pipeline().join(label_data, {"mask"}).run({.batch_size = 5}),
                       test::contains("no component 'mask' (components: label)"));
+    CHECK_THROWS_WITH(numbers(5).pipeline().join(label_data.pipeline().rebatch(2), {"label"}),
+                      test::contains("may not rebatch"));
   });
 }

@@ -94,6 +94,10 @@ class BatchStream {
     }
   }
 
+  /// The seed the batches' random streams derive from (a run without one draws it: this makes
+  /// such a run reproducible).
+  std::uint64_t seed() const noexcept { return seed_; }
+
   /// Batches and items delivered and skipped so far, the time since the first batch was asked
   /// for (to the end, once the stream is over) and, with RunOptions::profile, the profile.
   RunStats stats() const {
@@ -152,7 +156,9 @@ class BatchStream {
   enum class State { not_started, running, ended };
 
   // Hands back the run's thread settings until the next batch is asked for.
-  void pause() { source_->pause(); }
+  void pause() {
+    if (source_) source_->pause();
+  }
 
   double elapsed() const {
     return state_ == State::not_started
@@ -176,7 +182,13 @@ class BatchStream {
   void end(std::exception_ptr error, bool stopped_early) {
     stats_ = stats();
     state_ = State::ended;
-    if (source_) source_->pause();  // the run's thread settings go with it
+    if (error) {
+      // Whatever failed (a step after a rebatch, a merge's check), nothing still in flight may
+      // run beside the after-run hooks: the batches are cancelled and waited for first.
+      source_.reset();
+    } else if (source_) {
+      source_->pause();  // the run's thread settings go with it
+    }
     std::exception_ptr hook_error;
     auto guarded = [&](auto&& f) {
       try {

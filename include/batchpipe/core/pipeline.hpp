@@ -244,8 +244,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
   /// `pipeline.repeat(times)`; an Error for a negative count.
   [[nodiscard]] friend Pipeline operator*(const Pipeline& pipeline, std::integral auto times) {
-    if (times < 0)
-      throw Error("Pipeline * " + std::to_string(times) + ": a pipeline repeats a count >= 0 of times");
+    if constexpr (std::is_signed_v<decltype(times)>) {
+      if (times < 0)
+        throw Error("Pipeline * " + std::to_string(times) + ": a pipeline repeats a count >= 0 of times");
+    }
     return pipeline.repeat(static_cast<std::size_t>(times));
   }
 
@@ -292,14 +294,19 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   [[nodiscard]] Pipeline join(Pipeline<C> other, std::vector<std::string> components) const {
     if (!other.dataset_)
       throw Error("join: the joined pipeline has no dataset of its own (merged or unbound)");
+    if (other.next_rebatch(0) < other.steps_.size()) throw Error("join: the joined pipeline may not rebatch");
     auto context = std::make_shared<const detail::RunContext>(
         detail::RunContext{other.variables_, other.config_, other.models_});
     auto run = std::make_shared<const typename Pipeline<C>::RunSteps>(typename Pipeline<C>::RunSteps{
         other.steps_, other.probabilities(*context), 0, other.steps_.size(), nullptr});
     auto apply = [dataset = *other.dataset_, run, context, components = std::move(components)](B& batch) {
       C joined = dataset.create_batch(detail::positions_of(batch.index(), dataset.index(), "join"));
-      detail::number_batch(joined, batch.number(), batch.epoch(), batch.random().seed(), context);
-      Pipeline<C>::run_steps(joined, *run, 0, run->steps.size(), nullptr);
+      // The joined batch draws from a stream of this batch's (so of the run's seed).
+      const std::uint64_t seed = batch.random().split(0x701E).seed();
+      detail::number_batch(joined, batch.number(), batch.epoch(), seed, context);
+      auto seeded = *run;
+      seeded.seed = seed;
+      Pipeline<C>::run_steps(joined, seeded, 0, seeded.steps.size(), nullptr);
       for (const auto& name : components) {
         auto& from = detail::access::components(joined);
         auto found = from.find(name);
@@ -392,10 +399,14 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
           std::move(upstream),
           [run, first, last](B& batch) { run_steps(batch, *run, first, last, nullptr); }));
     };
+    // A merge pairs its inputs' batches in order, and a rebatch cuts each epoch apart: both need
+    // the batches before them in index order, whatever `ordered` says.
+    RunOptions upstream_options = options;
+    if (merged_ || stage_end < steps_.size()) upstream_options.ordered = true;
     detail::BatchSourcePtr<B> source;
     if (merged_) {
       std::vector<detail::BatchSourcePtr<B>> inputs;
-      for (const auto& input : *merged_) inputs.push_back(input.make_source(options, seed, nullptr));
+      for (const auto& input : *merged_) inputs.push_back(input.make_source(upstream_options, seed, nullptr));
       source = consumer_steps(std::make_unique<detail::MergedBatches<B>>(
                                   std::move(inputs), detail::derive_seed(seed, merge_stream), context),
                               0, stage_end);
@@ -410,9 +421,9 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
           run_steps(batch, *run, run->parallel_steps, stage_end, nullptr);
         };
       }
-      detail::BatchSampler sampler(dataset_->size(), options);
+      detail::BatchSampler sampler(dataset_->size(), upstream_options);
       source = std::make_unique<detail::PrefetchedBatches<B>>(std::make_unique<detail::Prefetcher<B>>(
-          std::move(sampler), std::move(make), std::move(finish), options, profiler));
+          std::move(sampler), std::move(make), std::move(finish), upstream_options, profiler));
     }
     while (stage_end < steps_.size()) {
       const std::size_t marker = stage_end;
@@ -500,6 +511,8 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   Pipeline with_last_step_probability(std::function<double(const detail::RunContext&)> probability) const {
     if (steps_.empty()) throw Error("with_probability: the pipeline has no action to apply it to");
+    if (steps_.back()->rebatch_size)
+      throw Error("with_probability: a rebatch is not an action to apply sometimes");
     auto step = std::make_shared<detail::Step<B>>(*steps_.back());
     step->probability = std::move(probability);
     Pipeline result = *this;

@@ -147,10 +147,12 @@ class Variables {
   };
 
   // The kinds of value a variable can show as a number (Variables::number).
+  // (Not std::optional: its value() throws when empty.)
   template <class T>
-  static constexpr bool has_numeric_value = requires(const T& v) {
-    requires std::is_arithmetic_v<std::decay_t<decltype(v.value())>>;
-  };
+  static constexpr bool has_numeric_value = !requires(const T& v) {
+    v.has_value();
+  }
+  &&requires(const T& v) { requires std::is_arithmetic_v<std::decay_t<decltype(v.value())>>; };
   template <class T>
   static constexpr bool is_number_sequence = !std::is_same_v<T, std::string> && requires(const T& v) {
     requires std::is_arithmetic_v<typename T::value_type>;

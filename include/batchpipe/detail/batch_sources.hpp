@@ -122,49 +122,64 @@ void number_batch(B& batch, std::size_t number, std::size_t epoch, std::uint64_t
   access::context(batch) = std::move(context);
 }
 
-/// One batch of the items of `parts`, in order: the index concatenated, each tensor component
-/// concatenated along its first dimension. Every part must have the same components, all
-/// tensors; an Error names the component and the parts' shapes otherwise.
+/// Checks that `parts` can be concatenated or cut: the same components in each, every one a
+/// tensor with one row per item. An Error names the component and what is wrong.
 template <class B>
-B concatenate_batches(std::vector<B>& parts, const std::string& who) {
-  if (parts.size() == 1) return std::move(parts.front());
-  B whole{};
-  access::epoch(whole) = parts.front().epoch();
-  std::vector<Index> indexes;
-  for (auto& part : parts) indexes.push_back(part.index());
-  access::index(whole) = Index::concatenated(indexes);
-  for (auto& [name, value] : access::components(parts.front())) {
-    std::vector<at::Tensor> pieces;
-    for (std::size_t i = 0; i < parts.size(); ++i) {
-      auto& components = access::components(parts[i]);
+void check_concatenable(std::vector<B>& parts, const std::string& who) {
+  auto names = [](auto& components) {
+    return join_names(components, [](const auto& entry) { return entry.first; });
+  };
+  auto& first = access::components(parts.front());
+  for (auto& part : parts) {
+    auto& components = access::components(part);
+    if (components.size() != first.size()) {
+      throw Error(who + ": batch " + std::to_string(part.number()) + " has components (" + names(components) +
+                  ") where batch " + std::to_string(parts.front().number()) + " has (" + names(first) + ")");
+    }
+    for (auto& [name, value] : first) {
       auto found = components.find(name);
       if (found == components.end()) {
-        throw Error(who + ": batch " + std::to_string(parts[i].number()) + " has no component '" + name +
-                    "' that batch " + std::to_string(parts.front().number()) + " has (components: " +
-                    join_names(components, [](const auto& entry) { return entry.first; }) + ")");
+        throw Error(who + ": batch " + std::to_string(part.number()) + " has no component '" + name +
+                    "' that batch " + std::to_string(parts.front().number()) +
+                    " has (components: " + names(components) + ")");
       }
       const auto* tensor = std::any_cast<at::Tensor>(&found->second);
       if (!tensor) {
         throw Error(who + ": component '" + name + "' holds " + type_name(found->second.type()) +
                     "; only tensor components can be concatenated");
       }
-      pieces.push_back(*tensor);
+      if (tensor->dim() == 0 || tensor->size(0) != static_cast<int64_t>(part.size())) {
+        throw Error(who + ": component '" + name + "' of shape " + shape_string(tensor->sizes()) +
+                    " has not one row per item (batch of " + std::to_string(part.size()) +
+                    "); only per-item tensors can be re-cut");
+      }
     }
+  }
+}
+
+/// One batch of the items of `parts`, in order: the index concatenated, each tensor component
+/// concatenated along its first dimension. Every part must have the same components, all
+/// tensors; an Error names the component and the parts' shapes otherwise.
+template <class B>
+B concatenate_batches(std::vector<B>& parts, const std::string& who) {
+  check_concatenable(parts, who);
+  if (parts.size() == 1) return std::move(parts.front());
+  B whole{};
+  access::epoch(whole) = parts.front().epoch();
+  access::context(whole) = access::context(parts.front());
+  std::vector<Index> indexes;
+  for (auto& part : parts) indexes.push_back(part.index());
+  access::index(whole) = Index::concatenated(indexes);
+  for (auto& [name, value] : access::components(parts.front())) {
+    std::vector<at::Tensor> pieces;
+    for (auto& part : parts)
+      pieces.push_back(std::any_cast<at::Tensor&>(access::components(part).find(name)->second));
     try {
       whole.set(name, at::cat(pieces, 0));
     } catch (...) {
       std::string shapes;
       for (const auto& piece : pieces) shapes += (shapes.empty() ? "" : ", ") + shape_string(piece.sizes());
       throw Error(who + ": component '" + name + "' cannot be concatenated: shapes " + shapes);
-    }
-  }
-  for (std::size_t i = 1; i < parts.size(); ++i) {
-    if (access::components(parts[i]).size() != access::components(parts.front()).size()) {
-      throw Error(
-          who + ": batch " + std::to_string(parts[i].number()) + " has components (" +
-          join_names(access::components(parts[i]), [](const auto& entry) { return entry.first; }) +
-          ") where batch " + std::to_string(parts.front().number()) + " has (" +
-          join_names(access::components(parts.front()), [](const auto& entry) { return entry.first; }) + ")");
     }
   }
   return whole;
@@ -181,7 +196,7 @@ B take_front(B& batch, std::size_t n) {
   access::index(front) = batch.index().subset_unchecked(head);
   access::index(batch) = batch.index().subset_unchecked(tail);
   for (auto& [name, value] : access::components(batch)) {
-    auto& tensor = std::any_cast<at::Tensor&>(value);  // concatenate_batches made only tensors
+    auto& tensor = std::any_cast<at::Tensor&>(value);  // checked by concatenate_batches
     const auto rows = static_cast<int64_t>(n);
     front.set(name, tensor.narrow(0, 0, rows));
     tensor = tensor.narrow(0, rows, tensor.size(0) - rows);
@@ -230,6 +245,7 @@ class Rebatcher final : public BatchSource<B> {
 
  private:
   void add(B batch) {
+    if (!context_) context_ = access::context(batch);  // the run's: every batch has the same
     pending_items_ += batch.size();
     pending_.push_back(std::move(batch));
   }
@@ -237,13 +253,12 @@ class Rebatcher final : public BatchSource<B> {
   // The first n pending items as a batch of its own.
   B cut(std::size_t n) {
     const std::size_t epoch = pending_.front().epoch();
-    auto context = access::context(pending_.front());
     B whole = concatenate_batches(pending_, "rebatch(" + std::to_string(size_) + ")");
     pending_.clear();
     B front = n == whole.size() ? std::move(whole) : take_front(whole, n);
     pending_items_ -= n;
     if (pending_items_ > 0) pending_.push_back(std::move(whole));
-    number_batch(front, number_++, epoch, seed_, std::move(context));
+    number_batch(front, number_++, epoch, seed_, context_);
     return front;
   }
 
@@ -254,6 +269,7 @@ class Rebatcher final : public BatchSource<B> {
   std::vector<B> pending_;
   std::size_t pending_items_ = 0;
   std::optional<B> carried_;
+  RunContextPtr context_;
   bool upstream_ended_ = false;
   std::size_t number_ = 0;
 };
@@ -288,17 +304,21 @@ class MergedBatches final : public BatchSource<B> {
     number_batch(merged, number_++, merged.epoch(), seed_, context_);
     return std::move(merged);
   }
-  std::size_t skipped() const override {
-    std::size_t total = 0;
-    for (const auto& input : inputs_) total += input->skipped();
-    return total;
-  }
-  void on_consumer(const std::function<void()>& f) override { inputs_.front()->on_consumer(f); }
+  // The inputs skip the same batches (or the merge fails): the first one's count is the run's.
+  std::size_t skipped() const override { return inputs_.front()->skipped(); }
+  // Inside every input's arena, so that each one's workers hold back during the steps; the first
+  // input's settings apply.
+  void on_consumer(const std::function<void()>& f) override { nested_on_consumer(inputs_.size() - 1, f); }
   void pause() override {
     for (auto& input : inputs_) input->pause();
   }
 
  private:
+  void nested_on_consumer(std::size_t i, const std::function<void()>& f) {
+    if (i == 0) return inputs_.front()->on_consumer(f);
+    inputs_[i]->on_consumer([&] { nested_on_consumer(i - 1, f); });
+  }
+
   void check_same_items(const B& first, const B& other, std::size_t i) const {
     const Index& a = first.index();
     const Index& b = other.index();

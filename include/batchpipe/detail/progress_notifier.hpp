@@ -113,7 +113,8 @@ class ProgressNotifier {
   void update(const RunStats& stats, double seconds) {
     const auto values = current_values();
     for (std::size_t i = 0; i < values.size(); ++i) {
-      if (values[i].second)
+      // A NaN or infinite value (a diverged loss) has no place on a plot.
+      if (values[i].second && std::isfinite(*values[i].second))
         history_[i].emplace_back(static_cast<double>(stats.batches + stats.skipped), *values[i].second);
     }
     if (on_terminal_ && (last_draw_ < 0 || seconds - last_draw_ >= settings_.refresh_seconds))
