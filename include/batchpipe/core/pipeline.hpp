@@ -304,9 +304,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
       // The joined batch draws from a stream of this batch's (so of the run's seed).
       const std::uint64_t seed = batch.random().split(0x701E).seed();
       detail::number_batch(joined, batch.number(), batch.epoch(), seed, context);
-      auto seeded = *run;
-      seeded.seed = seed;
-      Pipeline<C>::run_steps(joined, seeded, 0, seeded.steps.size(), nullptr);
+      Pipeline<C>::run_steps(joined, *run, 0, run->steps.size(), nullptr, seed);
       for (const auto& name : components) {
         auto& from = detail::access::components(joined);
         auto found = from.find(name);
@@ -547,9 +545,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// Passes the batch through steps [first, last), up to an action that skips it. Any exception
   /// becomes an ActionError naming the step's action and the batch, with the original nested.
   /// This is where an action is dispatched on a batch.
+  /// `seed` replaces the run's for a joined batch (whose draws follow the batch it joins).
   static void run_steps(B& batch, const RunSteps& run, std::size_t first, std::size_t last,
-                        const detail::BeforeAction* before_action) {
-    const std::uint64_t batch_seed = detail::derive_seed(run.seed, batch.number());
+                        const detail::BeforeAction* before_action, std::optional<std::uint64_t> seed = {}) {
+    const std::uint64_t batch_seed = detail::derive_seed(seed.value_or(run.seed), batch.number());
     const bool on_worker = before_action && before_action->on_worker();
     for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
       if (before_action) (*before_action)();

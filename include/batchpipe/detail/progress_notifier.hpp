@@ -111,14 +111,16 @@ class ProgressNotifier {
 
   /// After each batch delivered or skipped: records the variables and redraws the bar when it is due.
   void update(const RunStats& stats, double seconds) {
+    const bool draw_due =
+        on_terminal_ && (last_draw_ < 0 || seconds - last_draw_ >= settings_.refresh_seconds);
+    if (!draw_due && settings_.plot.empty()) return;  // nothing to show or keep: no variable read
     const auto values = current_values();
-    for (std::size_t i = 0; i < values.size(); ++i) {
+    for (std::size_t i = 0; i < values.size() && !settings_.plot.empty(); ++i) {
       // A NaN or infinite value (a diverged loss) has no place on a plot.
       if (values[i].second && std::isfinite(*values[i].second))
         history_[i].emplace_back(static_cast<double>(stats.batches + stats.skipped), *values[i].second);
     }
-    if (on_terminal_ && (last_draw_ < 0 || seconds - last_draw_ >= settings_.refresh_seconds))
-      draw(stats, seconds, values);
+    if (draw_due) draw(stats, seconds, values);
   }
 
   /// At the run's end, with an error or not: the bar's last state and the plot.
