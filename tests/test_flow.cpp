@@ -55,6 +55,10 @@ struct FlowBatch : bp::Batch<FlowBatch> {
   }
   ACTION(name_items)() { set("names", std::vector<std::string>(size(), "n")); }
   ACTION(record_size, .singleton = true)(std::vector<std::size_t>& sizes) { sizes.push_back(size()); }
+  ACTION(record_ids, .singleton = true)(std::vector<std::vector<std::int64_t>>& batches) {
+    batches.emplace_back();
+    for (const auto& id : index().ids()) batches.back().push_back(id.integer());
+  }
   ACTION(track)() {
     variable<double>("loss").set(1.0 / static_cast<double>(number() + 1));
     variable<bp::Accuracy>("accuracy").update([&](bp::Accuracy& a) {
@@ -591,4 +595,66 @@ TEST_CASE("join brings a component of another dataset's batch for the same items
     CHECK_THROWS_WITH(numbers(5).pipeline().join(label_data.pipeline().rebatch(2), {"label"}),
                       test::contains("may not rebatch"));
   });
+}
+
+TEST_CASE("shards of a run share each epoch out: disjoint, complete, equal batch counts", "[flow][shard]") {
+  // In one process, each shard run in turn: what the ranks of a distributed job get.
+  for (const std::size_t n_items :
+       {std::size_t{0}, std::size_t{1}, std::size_t{12}, std::size_t{13}, std::size_t{25}}) {
+    for (const std::size_t count : {std::size_t{1}, std::size_t{2}, std::size_t{3}}) {
+      for (const bool drop_last : {false, true}) {
+        INFO(n_items << " items, " << count << " shards, drop_last " << drop_last);
+        const std::size_t batch_size = 4, epochs = 2;
+        std::vector<std::vector<std::vector<std::int64_t>>> shards(count);
+        for (std::size_t rank = 0; rank < count; ++rank) {
+          const bp::RunOptions options{.batch_size = batch_size,
+                                       .n_epochs = epochs,
+                                       .shuffle = 5,
+                                       .drop_last = drop_last,
+                                       .prefetch = rank % 2 ? 2u : 0u,
+                                       .shard = bp::Shard{rank, count}};
+          numbers(n_items).pipeline().record_ids(std::ref(shards[rank])).run(options);
+          // The progress bar's plan agrees with what the shard got.
+          const auto planned = bp::detail::planned_run(n_items, options);
+          std::size_t items = 0;
+          for (const auto& batch : shards[rank]) items += batch.size();
+          CHECK(planned->batches == shards[rank].size());
+          CHECK(planned->items == items);
+        }
+        const std::size_t per_epoch = shards[0].size() / epochs;
+        for (const auto& shard : shards) {
+          REQUIRE(shard.size() == per_epoch * epochs);  // equal batch counts
+          for (const auto& batch : shard) CHECK(batch.size() <= batch_size);
+        }
+        const std::size_t step = batch_size * count;
+        const std::size_t covered = drop_last ? n_items / step * step : n_items;
+        for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
+          std::multiset<std::int64_t> seen;
+          for (const auto& shard : shards) {
+            for (std::size_t b = epoch * per_epoch; b < (epoch + 1) * per_epoch; ++b)
+              seen.insert(shard[b].begin(), shard[b].end());
+          }
+          CHECK(seen.size() == covered);
+          CHECK(std::set<std::int64_t>(seen.begin(), seen.end()).size() == covered);  // each once
+        }
+        // One shard of one is the run without shards.
+        if (count == 1) {
+          std::vector<std::vector<std::int64_t>> plain;
+          numbers(n_items)
+              .pipeline()
+              .record_ids(std::ref(plain))
+              .run({.batch_size = batch_size, .n_epochs = epochs, .shuffle = 5, .drop_last = drop_last});
+          CHECK(plain == shards[0]);
+        }
+      }
+    }
+  }
+  // 13 items, 3 shards of batches of 4: one full step (12), then 1 item: ranks 1 and 2 get an
+  // empty last batch rather than one batch fewer.
+  std::vector<std::vector<std::int64_t>> last;
+  numbers(13).pipeline().record_ids(std::ref(last)).run({.batch_size = 4, .shard = bp::Shard{2, 3}});
+  REQUIRE(last.size() == 2);
+  CHECK(last[1].empty());
+  CHECK_THROWS_WITH(numbers(4).pipeline().run({.shard = bp::Shard{3, 3}}),
+                    test::contains("shard 3 of 3 does not exist"));
 }

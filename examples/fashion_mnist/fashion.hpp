@@ -3,9 +3,11 @@
 #pragma once
 
 #include <batchpipe/batchpipe.hpp>
+#include <batchpipe/distributed.hpp>
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -37,9 +39,11 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
                  torch::optim::Adam(net->parameters(), torch::optim::AdamOptions(config.get_or("lr", 1e-3)))};
   }
 
-  // A singleton: one step at a time, batches in order, whatever the prefetch.
-  ACTION(train, .model = "classifier", .singleton = true)(Model& model) {
-    const double loss = bp::train_step(model.module, model.optimizer, get("images"), get("labels"));
+  // A singleton: one step at a time, batches in order, whatever the prefetch. In a distributed
+  // job (`job` with several ranks) the gradients are averaged over the ranks before each step.
+  ACTION(train, .model = "classifier", .singleton = true)(Model& model, bp::Distributed job = {}) {
+    const double loss = bp::train_step(job, model.module, model.optimizer, get("images"), get("labels"));
+    if (std::isnan(loss)) return;  // an empty batch: a shard's last, when fewer items than ranks are left
     variable<double>("loss").update(
         [&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
   }

@@ -39,7 +39,7 @@ struct Settings {
   std::string augment = "flip";
   std::string device = "cpu";
   std::filesystem::path save, load, plot;
-  bool quiet = false, profile = false;
+  bool quiet = false, profile = false, distributed = false;
 };
 
 }  // namespace
@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
                  "must exist); the accuracy costs a forward pass per batch");
   app.add_flag("--profile", s.profile, "print the time of each action of the training run");
   app.add_flag("--quiet", s.quiet, "no progress bar");
+  app.add_flag("--distributed", s.distributed,
+               "train data-parallel as one rank of a job that RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT "
+               "describe (scripts/launch-local.sh -n N -- fashion_mnist --distributed)");
   if (const auto exit_code = example::parse_command_line(app, argc, argv)) return *exit_code;
 
   torch::Device device(torch::kCPU);
@@ -103,6 +106,9 @@ int main(int argc, char** argv) {
     example::check_output_file("--plot", s.plot);
   };
   return example::run("fashion_mnist", check, [&] {
+    // One rank of a job, or a world of one (then every collective is the identity).
+    const bp::Distributed job = s.distributed ? bp::Distributed::from_environment() : bp::Distributed();
+    if (s.threads == 0 && job.world_size() > 1) s.threads = job.threads_per_process();
     // The CNN's convolutions run on LibTorch's own threads, not in the BLAS that batchpipe gives
     // the budget by default: they get the budget (docs/pipelines-and-prefetch.md#threads).
     if (s.intra_op_threads == 0 && s.model == "cnn") {
@@ -132,7 +138,7 @@ int main(int argc, char** argv) {
                         .init_variable("loss", 0.0)
                         .init_variable("epoch", std::size_t{0})
                         .decay_lr(s.lr_decay)
-                        .train();
+                        .train(job);
     std::vector<std::string> shown{"loss"};
     if (!s.plot.empty()) {  // the running accuracy on the training batches, after each step
       training = training.init_variable("accuracy", bp::Accuracy{}).evaluate();
@@ -143,6 +149,8 @@ int main(int argc, char** argv) {
                           .init_variable("accuracy", bp::Accuracy{})
                           .evaluate();
     if (!s.load.empty()) bp::load_model(training, "classifier", s.load);
+    // Every rank starts from rank 0's weights.
+    job.broadcast_parameters(training.model<Model>("classifier")->module);
 
     if (s.epochs > 0) {
       const auto stats =
@@ -155,20 +163,30 @@ int main(int argc, char** argv) {
                         // A GPU step leaves the CPU to the batches made ahead.
                         .prepare_during_steps = device.is_cpu() ? std::nullopt : std::optional(true),
                         .profile = s.profile,
-                        .progress = bp::Progress{
-                            .variables = shown, .stream = s.quiet ? nullptr : stderr, .plot = s.plot}});
-      std::cout << "training: " << s.epochs << " epochs, loss " << training.variables().value<double>("loss")
-                << ", " << static_cast<long>(static_cast<double>(stats.items) / stats.seconds) << " items/s"
-                << std::endl;
+                        .progress = bp::Progress{.variables = shown,
+                                                 .stream = s.quiet || !job.is_main() ? nullptr : stderr,
+                                                 .plot = job.is_main() ? s.plot : ""},
+                        .shard = job.shard()});
+      // Items of every rank over the slowest rank's time.
+      const double items = job.sum(static_cast<double>(stats.items));
+      const double slowest = job.max(stats.seconds);
+      if (job.is_main()) {
+        std::cout << "training: " << s.epochs << " epochs, loss "
+                  << training.variables().value<double>("loss") << ", " << static_cast<long>(items / slowest)
+                  << " items/s" << std::endl;
+      }
       if (stats.profile) std::cout << stats.profile->table();
     }
-    if (!s.save.empty()) bp::save_model(training, "classifier", s.save);
+    if (!s.save.empty()) job.on_main([&] { bp::save_model(training, "classifier", s.save); });
 
     training.model<Model>("classifier")->module->eval();
     evaluation.run({.batch_size = 1000,
                     .prefetch = s.prefetch,
                     .threads = s.threads,
-                    .intra_op_threads = s.intra_op_threads});
-    std::printf("test_accuracy: %.4f\n", evaluation.variables().value<bp::Accuracy>("accuracy").value());
+                    .intra_op_threads = s.intra_op_threads,
+                    .shard = job.shard()});
+    // Each rank evaluated its shard of the test set: the counts of all.
+    const bp::Accuracy accuracy = job.sum(evaluation.variables().value<bp::Accuracy>("accuracy"));
+    if (job.is_main()) std::printf("test_accuracy: %.4f\n", accuracy.value());
   });
 }

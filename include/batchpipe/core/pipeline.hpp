@@ -203,9 +203,12 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// A run's batches, made on demand and passed through the actions.
   [[nodiscard]] BatchStream<B> gen_batch(const RunOptions& options) const {
     require_dataset();
-    const std::uint64_t seed = options.seed      ? *options.seed
-                               : options.shuffle ? *options.shuffle
-                                                 : std::random_device{}();
+    std::uint64_t seed = options.seed      ? *options.seed
+                         : options.shuffle ? *options.shuffle
+                                           : std::random_device{}();
+    // Shards share the shuffle but not the batches' draws: each rank augments its own way.
+    if (options.shard && options.shard->count > 1)
+      seed = detail::derive_seed(seed, shard_stream + options.shard->rank);
     auto observers = std::make_unique<detail::RunObservers>();
     observers->before = before_;
     observers->after = after_;
@@ -361,9 +364,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   template <class C>
   friend Pipeline<C> merge(std::vector<Pipeline<C>> pipelines);
 
-  // Salts of the random streams of the batches that a merge or a rebatch makes.
+  // Salts of the random streams of the batches that a merge, a rebatch or a shard makes.
   static constexpr std::uint64_t merge_stream = 0x3E26E000;
   static constexpr std::uint64_t rebatch_stream = 0x5EBA7C00;
+  static constexpr std::uint64_t shard_stream = 0x54A2D000;
 
   /// The next rebatch marker at or after step `from` (steps_.size() when there is none).
   std::size_t next_rebatch(std::size_t from) const {

@@ -41,6 +41,20 @@ struct Progress {
   double refresh_seconds = 0.1;
 };
 
+/// @brief This process's part of a run shared by several processes (`RunOptions::shard`): every
+/// process shuffles with the same seed and takes its own batches, so that together they see each
+/// item once per epoch, each in the same number of batches.
+///
+/// Each epoch's order is cut into steps of `batch_size * count` items; of each step, process
+/// `rank` takes the `rank`-th batch. The last, shorter step is split as evenly as the items
+/// allow (sizes differ by at most one), so a process may get a smaller last batch, or an empty
+/// one when fewer items than processes are left (`drop_last` drops that step instead).
+/// bp::Distributed::shard() gives the one of a distributed job.
+struct Shard {
+  std::size_t rank = 0;   ///< this process's shard, 0 .. count - 1
+  std::size_t count = 1;  ///< the processes sharing the run
+};
+
 /// @brief Options of one pass over a dataset, written with designated initializers.
 ///
 /// @code
@@ -80,6 +94,8 @@ struct RunOptions {
   bool profile = false;
   /// A progress bar on the terminal and, if asked, a plot of variables (see Progress).
   std::optional<Progress> progress = std::nullopt;
+  /// This process's shard of a run shared by several processes (see Shard); unset: every batch.
+  std::optional<Shard> shard = std::nullopt;
 };
 
 /// @brief What a finished run did.

@@ -5,6 +5,7 @@
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
+#include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/svg_plot.hpp>
 
@@ -31,11 +32,8 @@ struct PlannedRun {
 /// What the sampler will cut `n_items` into under `options`; nothing for an endless run.
 inline std::optional<PlannedRun> planned_run(std::size_t n_items, const RunOptions& options) {
   if (!options.n_epochs || options.batch_size == 0) return std::nullopt;
-  const std::size_t full = n_items / options.batch_size;
-  const bool partial = !options.drop_last && n_items % options.batch_size != 0;
-  const std::size_t epochs = *options.n_epochs;
-  return PlannedRun{(full + (partial ? 1 : 0)) * epochs,
-                    (options.drop_last ? full * options.batch_size : n_items) * epochs};
+  const EpochLayout epoch(n_items, options.batch_size, options.drop_last, options.shard.value_or(Shard{}));
+  return PlannedRun{epoch.batches() * *options.n_epochs, epoch.items() * *options.n_epochs};
 }
 
 /// "1:02:03" or "2:03".
