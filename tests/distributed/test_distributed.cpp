@@ -58,9 +58,9 @@ TEST_CASE("the launcher's job has the expected shape", "[distributed]") {
   REQUIRE(job().world_size() >= 2);
   CHECK(job().rank() < job().world_size());
   CHECK(job().shard().count == job().world_size());
-  CHECK(job().sum(1.0) == Approx(static_cast<double>(job().world_size())));
+  CHECK(job().sum(1.0) == test::Approx(static_cast<double>(job().world_size())));
   CHECK(job().sum(static_cast<double>(job().rank())) ==
-        Approx(static_cast<double>(job().world_size() * (job().world_size() - 1) / 2)));
+        test::Approx(static_cast<double>(job().world_size() * (job().world_size() - 1) / 2)));
 }
 
 TEST_CASE("shards are disjoint, cover the index each epoch and have equal batch counts", "[distributed]") {
@@ -83,7 +83,7 @@ TEST_CASE("shards are disjoint, cover the index each epoch and have equal batch 
       INFO("items " << n_items << ", drop_last " << drop_last << ", rank " << job().rank());
       // Every rank made as many batches: their sum is ranks times this rank's count.
       CHECK(job().sum(static_cast<double>(sizes.size())) ==
-            Approx(static_cast<double>(ranks * sizes.size())));
+            test::Approx(static_cast<double>(ranks * sizes.size())));
       seen.resize(epochs);
       for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
         std::vector<double> counts(n_items, 0.0);
@@ -96,7 +96,7 @@ TEST_CASE("shards are disjoint, cover the index each epoch and have equal batch 
           CHECK(count <= 1.0);  // disjoint: nobody sees an item another rank sees
           total += count;
         }
-        CHECK(total == Approx(static_cast<double>(covered)));  // together: every item (not dropped)
+        CHECK(total == test::Approx(static_cast<double>(covered)));  // together: every item (not dropped)
       }
       // The same shuffle on every rank: epochs differ from each other.
       if (!drop_last && n_items == 24) CHECK(job().sum(seen[0] == seen[1] ? 1.0 : 0.0) == 0.0);
@@ -182,7 +182,7 @@ TEST_CASE("metrics are summed over the ranks and rank 0 writes the checkpoint", 
   const auto ranks = static_cast<std::int64_t>(job().world_size());
   CHECK(all.total == 10 * ranks);
   CHECK(all.correct == ranks * (ranks - 1) / 2);
-  CHECK(job().mean(static_cast<double>(job().rank())) == Approx(static_cast<double>(ranks - 1) / 2.0));
+  CHECK(job().mean(static_cast<double>(job().rank())) == test::Approx(static_cast<double>(ranks - 1) / 2.0));
   const auto variables = bp::Variables().with("loss", static_cast<double>(job().rank())).with("step", 3);
   const auto means = job().mean(variables, {"loss", "step"});
   CHECK(means == std::vector<double>{static_cast<double>(ranks - 1) / 2.0, 3.0});
