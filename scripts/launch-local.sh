@@ -2,7 +2,7 @@
 # Starts N copies of a program on this machine as one distributed job, the way PyTorch's
 # torchrun does: each gets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1 and MASTER_PORT
 # in its environment (bp::Distributed::from_environment reads them). Each line of output is
-# prefixed with its rank. Exits with the first failing rank's status (0 when all succeed).
+# prefixed with its rank. Exits with the status of the lowest failing rank (0 when all succeed).
 #
 #   scripts/launch-local.sh -n 3 [--port 29500] [--threads T] -- build/examples/fashion_mnist --distributed
 #
@@ -53,4 +53,5 @@ for ((rank = 0; rank < ranks; ++rank)); do
     [ "$status" -ne 0 ] || status=$code
   fi
 done
+wait  # the prefixing of the last lines of output
 exit "$status"

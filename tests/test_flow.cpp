@@ -657,4 +657,24 @@ TEST_CASE("shards of a run share each epoch out: disjoint, complete, equal batch
   CHECK(last[1].empty());
   CHECK_THROWS_WITH(numbers(4).pipeline().run({.shard = bp::Shard{3, 3}}),
                     test::contains("shard 3 of 3 does not exist"));
+  // Every shard applies a probabilistic step to the same batches (so the ranks of a job make the
+  // same training steps), while their batches' random streams differ.
+  std::vector<std::vector<std::size_t>> applied(3);
+  std::vector<std::uint64_t> draws;
+  for (std::size_t rank = 0; rank < 3; ++rank) {
+    auto stream = numbers(60)
+                      .pipeline()
+                      .record(std::ref(applied[rank]))
+                      .with_probability(0.5)
+                      .gen_batch({.batch_size = 2, .shuffle = 9, .shard = bp::Shard{rank, 3}});
+    draws.push_back(stream.next()->random()());
+    while (stream.next()) {}
+  }
+  CHECK(applied[0] == applied[1]);
+  CHECK(applied[1] == applied[2]);
+  CHECK(applied[0].size() > 0);
+  CHECK(applied[0].size() < 10);
+  CHECK((draws[0] != draws[1] || draws[1] != draws[2]));
+  CHECK_THROWS_WITH(numbers(8).pipeline().rebatch(3).run({.shard = bp::Shard{0, 2}}),
+                    test::contains("a rebatch would cut each shard into its own number of batches"));
 }

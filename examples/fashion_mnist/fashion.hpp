@@ -7,7 +7,6 @@
 
 #include <torch/torch.h>
 
-#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -43,7 +42,7 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
   // job (`job` with several ranks) the gradients are averaged over the ranks before each step.
   ACTION(train, .model = "classifier", .singleton = true)(Model& model, bp::Distributed job = {}) {
     const double loss = bp::train_step(job, model.module, model.optimizer, get("images"), get("labels"));
-    if (std::isnan(loss)) return;  // an empty batch: a shard's last, when fewer items than ranks are left
+    if (size() == 0) return;  // a shard's last batch, empty when fewer items than ranks were left
     variable<double>("loss").update(
         [&](double& running) { running = running == 0 ? loss : 0.98 * running + 0.02 * loss; });
   }

@@ -175,7 +175,7 @@ int main(int argc, char** argv) {
                   << training.variables().value<double>("loss") << ", " << static_cast<long>(items / slowest)
                   << " items/s" << std::endl;
       }
-      if (stats.profile) std::cout << stats.profile->table();
+      if (stats.profile && job.is_main()) std::cout << stats.profile->table();
     }
     if (!s.save.empty()) job.on_main([&] { bp::save_model(training, "classifier", s.save); });
 

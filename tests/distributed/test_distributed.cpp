@@ -98,7 +98,7 @@ TEST_CASE("shards are disjoint, cover the index each epoch and have equal batch 
         }
         CHECK(total == test::Approx(static_cast<double>(covered)));  // together: every item (not dropped)
       }
-      // The same shuffle on every rank: epochs differ from each other.
+      // Each epoch has its own order (the shards of an epoch share one: disjoint and complete above).
       if (!drop_last && n_items == 24) CHECK(job().sum(seen[0] == seen[1] ? 1.0 : 0.0) == 0.0);
     }
   }
@@ -125,7 +125,7 @@ TEST_CASE("after one synchronized step every rank holds identical parameters", "
 TEST_CASE("ranks with parts of a batch train like one process with the whole batch", "[distributed]") {
   const std::size_t ranks = job().world_size();
   torch::manual_seed(7);          // the same data and start on every rank
-  const std::int64_t batch = 10;  // 5 + 5 for two ranks, 4 + 3 + 3 for three: weights matter
+  const std::int64_t batch = 11;  // 6 + 5 for two ranks, 4 + 4 + 3 for three: weights matter
   std::vector<at::Tensor> inputs, targets;
   for (int step = 0; step < 3; ++step) {
     inputs.push_back(torch::randn({batch, 6}));
@@ -138,6 +138,13 @@ TEST_CASE("ranks with parts of a batch train like one process with the whole bat
   torch::optim::SGD whole_optimizer(whole->parameters(), 0.1);
   torch::optim::SGD part_optimizer(part_model->parameters(), 0.1);
   torch::optim::SGD manual_optimizer(manual_model->parameters(), 0.1);
+  // Buckets of 64 bytes: every layer's gradients in several allreduces, sent in order.
+  bp::DistributedOptions tiny = job().options();
+  tiny.master_port = static_cast<std::uint16_t>(tiny.master_port + 20);
+  tiny.bucket_bytes = 64;
+  const bp::Distributed tiny_buckets(tiny);
+  torch::nn::Sequential tiny_model(std::dynamic_pointer_cast<torch::nn::SequentialImpl>(whole->clone()));
+  torch::optim::SGD tiny_optimizer(tiny_model->parameters(), 0.1);
   // This rank's rows: near-equal parts, as a shard's last step is cut.
   const std::int64_t even = batch / static_cast<std::int64_t>(ranks),
                      extra = batch % static_cast<std::int64_t>(ranks);
@@ -149,6 +156,7 @@ TEST_CASE("ranks with parts of a batch train like one process with the whole bat
     const auto my_targets = targets[step].narrow(0, first, count);
     // Averaged during the backward pass (train_step), and after it (a step of one's own).
     bp::train_step(job(), part_model, part_optimizer, mine, my_targets);
+    bp::train_step(tiny_buckets, tiny_model, tiny_optimizer, mine, my_targets);
     manual_optimizer.zero_grad();
     torch::nn::functional::cross_entropy(manual_model->forward(mine), my_targets).backward();
     job().average_gradients(manual_model, static_cast<std::size_t>(count));
@@ -156,6 +164,7 @@ TEST_CASE("ranks with parts of a batch train like one process with the whole bat
   }
   CHECK(torch::allclose(flat_parameters(whole), flat_parameters(part_model), 1e-5, 1e-6));
   CHECK(torch::allclose(flat_parameters(whole), flat_parameters(manual_model), 1e-5, 1e-6));
+  CHECK(torch::allclose(flat_parameters(whole), flat_parameters(tiny_model), 1e-5, 1e-6));
 }
 
 TEST_CASE("a rank with an empty batch joins the average with weight zero", "[distributed]") {
@@ -174,6 +183,17 @@ TEST_CASE("a rank with an empty batch joins the average with weight zero", "[dis
   CHECK(std::isnan(loss) != job().is_main());
   bp::train_step(alone, alone_optimizer, inputs, targets);
   CHECK(torch::allclose(flat_parameters(alone), flat_parameters(model), 1e-5, 1e-6));
+  // An undefined batch (what an empty batch of files may hold) is an empty one too.
+  const auto before = flat_parameters(model).clone();
+  bp::train_step(job(), model, optimizer, job().is_main() ? inputs : at::Tensor(),
+                 job().is_main() ? targets : at::Tensor());
+  CHECK(same_on_every_rank(model));
+  CHECK_FALSE(torch::equal(before, flat_parameters(model)));
+  // Nothing to train (every parameter frozen): the step averages nothing and changes nothing.
+  torch::nn::Linear frozen(3, 2);
+  for (auto& p : frozen->parameters()) p.set_requires_grad(false);
+  job().average_gradients(frozen, 4);
+  job().barrier();
 }
 
 TEST_CASE("metrics are summed over the ranks and rank 0 writes the checkpoint", "[distributed]") {
@@ -256,6 +276,8 @@ TEST_CASE("a rank that stalls or dies makes the others fail within a bounded tim
                         [&] { CHECK_THROWS_WITH(step(job()), test::contains(failed)); });
   // Bounded by the stalled rank's exit, not by the job's (longer) timeout.
   CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10 + 10));
+  // After a failed collective the ranks no longer agree: every later one fails at once.
+  CHECK_THROWS_WITH(job().barrier(), test::contains("broken by an earlier failed collective"));
 }
 
 // Not a test (hidden: run it by its tag): how the cost of one step's gradient averaging grows

@@ -203,12 +203,9 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// A run's batches, made on demand and passed through the actions.
   [[nodiscard]] BatchStream<B> gen_batch(const RunOptions& options) const {
     require_dataset();
-    std::uint64_t seed = options.seed      ? *options.seed
-                         : options.shuffle ? *options.shuffle
-                                           : std::random_device{}();
-    // Shards share the shuffle but not the batches' draws: each rank augments its own way.
-    if (options.shard && options.shard->count > 1)
-      seed = detail::derive_seed(seed, shard_stream + options.shard->rank);
+    const std::uint64_t seed = options.seed      ? *options.seed
+                               : options.shuffle ? *options.shuffle
+                                                 : std::random_device{}();
     auto observers = std::make_unique<detail::RunObservers>();
     observers->before = before_;
     observers->after = after_;
@@ -301,7 +298,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     auto context = std::make_shared<const detail::RunContext>(
         detail::RunContext{other.variables_, other.config_, other.models_});
     auto run = std::make_shared<const typename Pipeline<C>::RunSteps>(typename Pipeline<C>::RunSteps{
-        other.steps_, other.probabilities(*context), 0, other.steps_.size(), nullptr});
+        other.steps_, other.probabilities(*context), 0, 0, other.steps_.size(), nullptr});
     auto apply = [dataset = *other.dataset_, run, context, components = std::move(components)](B& batch) {
       C joined = dataset.create_batch(detail::positions_of(batch.index(), dataset.index(), "join"));
       // The joined batch draws from a stream of this batch's (so of the run's seed).
@@ -393,8 +390,16 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     auto context =
         std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
     std::size_t stage_end = next_rebatch(0);
-    auto run = std::make_shared<const RunSteps>(
-        RunSteps{steps_, probabilities(*context), seed, std::min(first_singleton(), stage_end), profiler});
+    const bool sharded = options.shard && options.shard->count > 1;
+    // The ranks of a job must make the same number of steps that call collectives.
+    if (sharded && stage_end < steps_.size())
+      throw Error("RunOptions::shard: a rebatch would cut each shard into its own number of batches");
+    // Shards share the shuffle and which batches a step applies to (so every rank trains the
+    // same steps), not the batches' draws: each rank augments its own way.
+    const std::uint64_t stream_seed =
+        sharded ? detail::derive_seed(seed, shard_stream + options.shard->rank) : seed;
+    auto run = std::make_shared<const RunSteps>(RunSteps{steps_, probabilities(*context), seed, stream_seed,
+                                                         std::min(first_singleton(), stage_end), profiler});
     auto consumer_steps = [&](detail::BatchSourcePtr<B> upstream, std::size_t first, std::size_t last) {
       if (first == last) return upstream;
       return detail::BatchSourcePtr<B>(std::make_unique<detail::ConsumerSteps<B>>(
@@ -481,9 +486,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   struct RunSteps {
     std::vector<detail::StepPtr<B>> steps;
     std::vector<double> probability;  // per step, decided when the run starts
-    std::uint64_t seed = 0;
-    std::size_t parallel_steps = 0;  // steps [0, parallel_steps) run on the arena
-    detail::ProfilerPtr profiler;    // null unless RunOptions::profile
+    std::uint64_t seed = 0;           // of the draws of which batches a step applies to
+    std::uint64_t stream_seed = 0;    // of the batches' random streams (salted per shard)
+    std::size_t parallel_steps = 0;   // steps [0, parallel_steps) run on the arena
+    detail::ProfilerPtr profiler;     // null unless RunOptions::profile
   };
 
   /// Each step's probability for a run: set with with_probability, or the action's `.p`.
@@ -540,7 +546,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     B& batch = *made;
     detail::access::number(batch) = plan.number;
     detail::access::epoch(batch) = plan.epoch;
-    detail::access::random(batch) = Random(detail::derive_seed(run.seed, plan.number));
+    detail::access::random(batch) = Random(detail::derive_seed(run.stream_seed, plan.number));
     detail::access::context(batch) = context;
     run_steps(batch, run, 0, run.parallel_steps, &before_action);
     return std::move(batch);

@@ -48,8 +48,10 @@ struct Progress {
 /// Each epoch's order is cut into steps of `batch_size * count` items; of each step, process
 /// `rank` takes the `rank`-th batch. The last, shorter step is split as evenly as the items
 /// allow (sizes differ by at most one), so a process may get a smaller last batch, or an empty
-/// one when fewer items than processes are left (`drop_last` drops that step instead).
-/// bp::Distributed::shard() gives the one of a distributed job.
+/// one when fewer items than processes are left (`drop_last` drops that step instead). Which
+/// batches a probabilistic step applies to is the same on every shard; the batches' random
+/// streams differ. A pipeline that rebatches cannot be sharded (each shard would be cut into its
+/// own number of batches). bp::Distributed::shard() gives the one of a distributed job.
 struct Shard {
   std::size_t rank = 0;   ///< this process's shard, 0 .. count - 1
   std::size_t count = 1;  ///< the processes sharing the run
@@ -70,7 +72,8 @@ struct RunOptions {
   /// Seed of the batches' random streams. Unset: the shuffle seed when there is one, otherwise
   /// a fresh seed each run.
   std::optional<std::uint64_t> seed = std::nullopt;
-  /// Drop each epoch's last batch when it is smaller than batch_size.
+  /// Drop each epoch's last batch when it is smaller than batch_size (with a shard: the
+  /// epoch's last step when it is shorter than batch_size × count, see Shard).
   bool drop_last = false;
   /// Batches computed ahead of the consumer: at most prefetch + 1 in flight. 0 computes each
   /// batch in the calling thread when it is asked for.

@@ -23,6 +23,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -46,7 +47,7 @@ namespace batchpipe {
 ///
 /// from_environment() reads the variables PyTorch's launchers set: `RANK`, `WORLD_SIZE`,
 /// `MASTER_ADDR`, `MASTER_PORT`, and optionally `LOCAL_RANK`, `LOCAL_WORLD_SIZE` (default: all
-/// ranks on this machine), `GLOO_SOCKET_IFNAME` and `BATCHPIPE_DIST_TIMEOUT` (seconds).
+/// ranks on this machine), `GLOO_SOCKET_IFNAME` and `BATCHPIPE_DIST_TIMEOUT` (seconds, 1 to 604800).
 struct DistributedOptions {
   std::size_t rank = 0;                   ///< this process, 0 .. world_size - 1; rank 0 hosts the rendezvous
   std::size_t world_size = 1;             ///< processes in the job; 1 needs no rendezvous
@@ -57,8 +58,12 @@ struct DistributedOptions {
   /// The network interface Gloo talks over (e.g. "eth0"); empty: the one the machine's host name
   /// resolves to, or loopback when master_addr is a loopback address.
   std::string interface = {};
-  /// How long the rendezvous waits for every rank, and any collective for the slowest one.
-  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  /// How long the rendezvous waits for every rank, and any collective for the slowest one (a
+  /// rank writing a checkpoint in on_main keeps the others waiting that long at most).
+  std::chrono::milliseconds timeout = std::chrono::minutes(5);
+  /// The largest flat buffer of gradients one allreduce carries (LibTorch's
+  /// DistributedDataParallel's default).
+  std::size_t bucket_bytes = std::size_t{25} << 20;
 
   /// The options the environment gives; an Error naming the variable when one is malformed or
   /// when RANK is set without WORLD_SIZE.
@@ -112,6 +117,10 @@ inline DistributedOptions DistributedOptions::from_environment() {
   }
   if (const char* name = std::getenv("GLOO_SOCKET_IFNAME"); name && *name) options.interface = name;
   if (const auto seconds = detail::environment_number("BATCHPIPE_DIST_TIMEOUT")) {
+    if (*seconds == 0 || *seconds > 604800) {
+      throw Error("environment variable BATCHPIPE_DIST_TIMEOUT=" + std::to_string(*seconds) +
+                  " is not between 1 and 604800 seconds");
+    }
     options.timeout = std::chrono::seconds(*seconds);
   }
   return options;
@@ -159,10 +168,18 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   void attach() {
     const std::weak_ptr<GradientBuckets> self = weak_from_this();
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      parameters_[i].register_hook([self, i](const at::Tensor& grad) {
+      hooks_.push_back(parameters_[i].register_hook([self, i](const at::Tensor& grad) {
         if (auto buckets = self.lock()) buckets->hand_over(i, grad);
-      });
+      }));
     }
+  }
+
+  GradientBuckets(const GradientBuckets&) = delete;
+  GradientBuckets& operator=(const GradientBuckets&) = delete;
+
+  /// Takes the hooks off (the module's parameters changed, or the job ends).
+  ~GradientBuckets() {
+    for (std::size_t i = 0; i < hooks_.size(); ++i) parameters_[i].remove_hook(hooks_[i]);
   }
 
   /// The parameters the buckets were made for, to tell whether a module still has them.
@@ -171,6 +188,11 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   /// Starts a step of a rank with `items` items: no gradient is in yet.
   void begin(std::size_t items) {
     std::scoped_lock lock(mutex_);
+    if (in_step_) {
+      throw Error(
+          "distributed: a data-parallel step of this module began before the last one ended: "
+          "train it from one thread (a singleton action)");
+    }
     items_ = static_cast<double>(items);
     next_to_send_ = 0;
     for (auto& bucket : buckets_) {
@@ -186,7 +208,11 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   /// (after those before it). From a hook, the gradient autograd is about to accumulate.
   void hand_over(std::size_t parameter, const at::Tensor& grad) {
     std::scoped_lock lock(mutex_);
-    if (!in_step_) return;
+    if (!in_step_ || !grad.defined()) return;
+    if (grad.is_sparse()) {
+      error_ = "parameter " + std::to_string(parameter) + " has a sparse gradient, which is not averaged";
+      return;
+    }
     const auto [b, offset] = slot_of_[parameter];
     Bucket& bucket = buckets_[b];
     at::NoGradGuard no_grad;
@@ -210,6 +236,12 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   void abandon() {
     std::scoped_lock lock(mutex_);
     in_step_ = false;
+    for (auto& bucket : buckets_) {
+      if (!bucket.work) continue;
+      try {  // the buffers must be free before the next step; the job is broken anyway
+        bucket.work->wait();
+      } catch (...) {}
+    }
   }
 
   /// Ends the step: sends what is left (a parameter without a gradient counts as zero), waits for
@@ -219,6 +251,7 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   void finish(const Wait& wait) {
     std::unique_lock lock(mutex_);
     in_step_ = false;
+    if (buckets_.empty()) return;  // nothing trainable: every rank returns here
     if (!error_.empty()) throw Error("distributed: " + error_);
     at::NoGradGuard no_grad;
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
@@ -230,7 +263,17 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
     }
     send_ready();
     lock.unlock();
-    for (auto& bucket : buckets_) wait(bucket.work);
+    // Every allreduce is waited for, even after one fails: none may still use a buffer when
+    // this returns.
+    std::exception_ptr failure;
+    for (auto& bucket : buckets_) {
+      try {
+        wait(bucket.work);
+      } catch (...) {
+        if (!failure) failure = std::current_exception();
+      }
+    }
+    if (failure) std::rethrow_exception(failure);
     const double total = buckets_.back().flat[-1].item<double>();
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       at::Tensor& parameter = parameters_[i];
@@ -240,7 +283,7 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
       if (parameter.grad().defined()) {
         parameter.mutable_grad().copy_(average);
       } else {
-        parameter.mutable_grad() = average.clone();
+        parameter.mutable_grad() = average.to(parameter.options(), /*non_blocking=*/false, /*copy=*/true);
       }
     }
   }
@@ -268,6 +311,7 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   }
 
   std::vector<at::Tensor> parameters_;
+  std::vector<unsigned> hooks_;  // register_hook's handle of each parameter's hook
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
   std::vector<std::pair<std::size_t, std::int64_t>> slot_of_;  // bucket and offset of each parameter
   std::vector<Bucket> buckets_;
@@ -303,6 +347,9 @@ class Distributed {
       throw Error("distributed: rank " + std::to_string(options_.rank) + " is not below the world size " +
                   std::to_string(options_.world_size));
     }
+    if (options_.timeout <= std::chrono::milliseconds(0)) {
+      throw Error("distributed: the timeout must be positive (a job without one could wait forever)");
+    }
     if (options_.world_size > 1) connect();
   }
 
@@ -335,6 +382,7 @@ class Distributed {
   template <class Module>
   void broadcast_parameters(Module& module) const {
     if (!group_) return;
+    require_intact();
     std::vector<at::Tensor> state = module->parameters();
     for (const auto& buffer : module->buffers()) state.push_back(buffer);
     at::NoGradGuard no_grad;
@@ -354,13 +402,13 @@ class Distributed {
   template <class Module>
   void average_gradients(Module& module, std::size_t items) const {
     if (!group_) return;
-    auto& buckets = buckets_for(module);
-    buckets.begin(items);
-    const auto& parameters = buckets.parameters();
+    const auto buckets = buckets_for(module);
+    buckets->begin(items);
+    const auto& parameters = buckets->parameters();
     for (std::size_t i = parameters.size(); i-- > 0;) {
-      if (parameters[i].grad().defined()) buckets.hand_over(i, parameters[i].grad());
+      if (parameters[i].grad().defined()) buckets->hand_over(i, parameters[i].grad());
     }
-    finish(buckets);
+    finish(*buckets);
   }
 
   /// The backward pass of `loss` with the gradients of `module` averaged over the ranks as they
@@ -373,18 +421,20 @@ class Distributed {
       if (loss.defined()) loss.backward();
       return;
     }
-    auto& buckets = buckets_for(module);
-    buckets.begin(items);
+    const auto buckets = buckets_for(module);
+    buckets->begin(items);
     if (loss.defined()) {
       try {
         loss.backward();
       } catch (...) {
-        // The other ranks' collectives fail when this rank's error ends it (or time out).
-        buckets.abandon();
+        // This rank sent part of its step: the ranks no longer agree on what comes next. The
+        // others' collectives fail when this rank's error ends it (or time out).
+        gradients_->broken = true;
+        buckets->abandon();
         throw;
       }
     }
-    finish(buckets);
+    finish(*buckets);
   }
 
   /// The sum over the ranks of each value.
@@ -399,8 +449,14 @@ class Distributed {
   double max(double value) const { return max(std::vector<double>{value})[0]; }
   /// The sum over the ranks.
   double sum(double value) const { return sum(std::vector<double>{value})[0]; }
+  /// The mean over the ranks of each value.
+  std::vector<double> mean(std::vector<double> values) const {
+    values = sum(std::move(values));
+    for (auto& value : values) value /= static_cast<double>(world_size());
+    return values;
+  }
   /// The mean over the ranks.
-  double mean(double value) const { return sum(value) / static_cast<double>(world_size()); }
+  double mean(double value) const { return mean(std::vector<double>{value})[0]; }
   /// The counts of every rank together (an evaluation's accuracy over the whole dataset).
   Accuracy sum(const Accuracy& accuracy) const {
     const auto both =
@@ -420,14 +476,14 @@ class Distributed {
                     "' is not a number to average over the ranks");
       values.push_back(*value);
     }
-    values = sum(std::move(values));
-    for (auto& value : values) value /= static_cast<double>(world_size());
-    return values;
+    return mean(std::move(values));
   }
 
   /// Waits until every rank gets here.
   void barrier() const {
-    if (group_) wait(group_->barrier(), "barrier");
+    if (!group_) return;
+    require_intact();
+    wait(group_->barrier(), "barrier");
   }
 
   /// Runs `work` on rank 0 only (writing a checkpoint, printing a report), then lets every rank
@@ -444,6 +500,7 @@ class Distributed {
       }
     }
     if (group_) {
+      require_intact();
       std::vector<at::Tensor> failed{at::full({1}, error ? 1 : 0, at::kInt)};
       wait(group_->broadcast(failed), "on_main's result");
       if (!is_main() && failed[0].item<int>() != 0) {
@@ -454,12 +511,21 @@ class Distributed {
   }
 
  private:
-  /// Largest flat buffer one collective carries (as LibTorch's DistributedDataParallel's default).
-  static constexpr std::size_t bucket_bytes = 25u << 20;
+  /// Largest flat buffer of parameters one broadcast carries.
+  static constexpr std::size_t bucket_bytes = std::size_t{25} << 20;
 
   /// The buckets of a module's gradients, made (and hooked) on first use and kept with the job.
+  /// After a failed collective the ranks no longer agree on what comes next: the job is over.
+  void require_intact() const {
+    if (gradients_->broken) {
+      throw Error("distributed: rank " + std::to_string(options_.rank) +
+                  "'s job is broken by an earlier failed collective; start a new job");
+    }
+  }
+
   template <class Module>
-  detail::GradientBuckets& buckets_for(Module& module) const {
+  std::shared_ptr<detail::GradientBuckets> buckets_for(Module& module) const {
+    require_intact();
     std::vector<at::Tensor> parameters;
     for (const auto& parameter : module->parameters()) {
       if (parameter.requires_grad()) parameters.push_back(parameter);
@@ -467,15 +533,19 @@ class Distributed {
     std::scoped_lock lock(gradients_->mutex);
     auto& buckets = gradients_->of_module[static_cast<const void*>(&*module)];
     if (!buckets || !same_tensors(buckets->parameters(), parameters)) {
-      buckets = std::make_shared<detail::GradientBuckets>(std::move(parameters), group_, bucket_bytes);
+      buckets =
+          std::make_shared<detail::GradientBuckets>(std::move(parameters), group_, options_.bucket_bytes);
       buckets->attach();
     }
-    return *buckets;
+    return buckets;
   }
 
+  /// The same parameters, still of the same type, size and device (module->to() keeps them).
   static bool same_tensors(const std::vector<at::Tensor>& a, const std::vector<at::Tensor>& b) {
-    return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                      [](const at::Tensor& x, const at::Tensor& y) { return x.is_same(y); });
+    return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const at::Tensor& x, const at::Tensor& y) {
+      return x.is_same(y) && x.scalar_type() == y.scalar_type() && x.numel() == y.numel() &&
+             x.device() == y.device();
+    });
   }
 
   void finish(detail::GradientBuckets& buckets) const {
@@ -501,8 +571,8 @@ class Distributed {
       group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
           store, static_cast<int>(options_.rank), static_cast<int>(options_.world_size), group_options);
     } catch (const std::exception& e) {
-      throw Error("distributed: " + who + " could not join the job at " + where + " (waited up to " +
-                  seconds_text() + " s for every rank): " + first_line(e.what()));
+      throw Error("distributed: " + who + " could not join the job at " + where + " (timeout " +
+                  seconds_text() + " s): " + first_line(e.what()));
     }
   }
 
@@ -520,6 +590,7 @@ class Distributed {
     try {
       work->wait();
     } catch (const std::exception& e) {
+      gradients_->broken = true;
       throw Error(std::string("distributed: ") + what + " failed on rank " + std::to_string(options_.rank) +
                   " of " + std::to_string(options_.world_size) +
                   " (a rank left the job or did not answer within " + seconds_text() +
@@ -537,6 +608,7 @@ class Distributed {
   std::vector<double> reduce(std::vector<double> values, c10d::ReduceOp::RedOpType op,
                              const char* what) const {
     if (!group_ || values.empty()) return values;
+    require_intact();
     at::Tensor flat = at::tensor(values, at::kDouble);
     std::vector<at::Tensor> tensors{flat};
     c10d::AllreduceOptions options;
@@ -589,6 +661,7 @@ class Distributed {
 
   /// The gradient buckets of each module trained in the job, shared by the job's copies.
   struct GradientRegistry {
+    std::atomic<bool> broken{false};
     std::mutex mutex;
     std::map<const void*, std::shared_ptr<detail::GradientBuckets>> of_module;
   };
@@ -608,7 +681,8 @@ double train_step(const Distributed& job, Module& module, Optimizer& optimizer, 
                   const at::Tensor& targets, const LossFunction& loss_function = cross_entropy_loss) {
   module->train();
   optimizer.zero_grad();
-  const auto items = static_cast<std::size_t>(inputs.size(0));
+  // An empty batch (a shard's last) may hold an undefined tensor rather than one of 0 rows.
+  const auto items = inputs.defined() ? static_cast<std::size_t>(inputs.size(0)) : std::size_t{0};
   const at::Tensor loss = items > 0 ? loss_function(module->forward(inputs), targets) : at::Tensor();
   job.backward(module, loss, items);
   optimizer.step();
