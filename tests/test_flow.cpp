@@ -675,6 +675,9 @@ TEST_CASE("shards of a run share each epoch out: disjoint, complete, equal batch
   CHECK(applied[0].size() > 0);
   CHECK(applied[0].size() < 10);
   CHECK((draws[0] != draws[1] || draws[1] != draws[2]));
+  CHECK_THROWS_WITH(numbers(8).pipeline().mark().with_probability(0.5).run({.shard = bp::Shard{0, 2}}),
+                    test::contains("probabilistic steps needs a seed shared by every shard"));
+  numbers(8).pipeline().mark().with_probability(0.5).run({.seed = 3, .shard = bp::Shard{0, 2}});
   CHECK_THROWS_WITH(numbers(8).pipeline().rebatch(3).run({.shard = bp::Shard{0, 2}}),
                     test::contains("a rebatch would cut each shard into its own number of batches"));
 }

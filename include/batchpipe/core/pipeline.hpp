@@ -25,6 +25,7 @@
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
+#include <algorithm>
 #include <any>
 #include <atomic>
 #include <chrono>
@@ -400,6 +401,12 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
         sharded ? detail::derive_seed(seed, shard_stream + options.shard->rank) : seed;
     auto run = std::make_shared<const RunSteps>(RunSteps{steps_, probabilities(*context), seed, stream_seed,
                                                          std::min(first_singleton(), stage_end), profiler});
+    if (sharded && !options.seed && !options.shuffle &&
+        std::any_of(run->probability.begin(), run->probability.end(), [](double p) { return p < 1.0; })) {
+      throw Error(
+          "RunOptions::shard: a pipeline with probabilistic steps needs a seed shared by every shard "
+          "(RunOptions::seed or shuffle), so that they apply the steps to the same batches");
+    }
     auto consumer_steps = [&](detail::BatchSourcePtr<B> upstream, std::size_t first, std::size_t last) {
       if (first == last) return upstream;
       return detail::BatchSourcePtr<B>(std::make_unique<detail::ConsumerSteps<B>>(
