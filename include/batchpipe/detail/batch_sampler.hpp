@@ -44,8 +44,10 @@ class EpochLayout {
   /// Items this rank sees per epoch.
   std::size_t items() const noexcept { return full_steps_ * batch_size_ + last_part().second; }
 
-  /// This rank's positions of an epoch's order, batch after batch.
-  std::vector<std::size_t> positions(const std::vector<std::size_t>& order) const {
+  /// This rank's positions of an epoch's order, batch after batch (a single process's: the
+  /// order itself; batches() bounds what is taken of it).
+  std::vector<std::size_t> positions(std::vector<std::size_t> order) const {
+    if (shard_.count == 1) return order;
     std::vector<std::size_t> mine;
     mine.reserve(items());
     const std::size_t step = batch_size_ * shard_.count;
@@ -126,7 +128,7 @@ class BatchSampler {
     std::vector<std::size_t> order(n_items_);
     for (std::size_t i = 0; i < n_items_; ++i) order[i] = i;
     if (shuffled_) Random(derive_seed(shuffle_seed_, epoch)).shuffle(order);
-    order_ = layout_.positions(order);
+    order_ = layout_.positions(std::move(order));
   }
 
   std::size_t n_items_;
