@@ -36,6 +36,7 @@
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/index.hpp>
+#include <batchpipe/core/memory.hpp>
 #include <batchpipe/core/model.hpp>
 #include <batchpipe/core/model_instance.hpp>
 #include <batchpipe/core/parallel.hpp>

@@ -22,6 +22,7 @@
 //   would cost a pool rebuild each).
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/core/memory.hpp>
 #include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
@@ -389,6 +390,7 @@ class Prefetcher {
     explicit ConsumerSettings(const ThreadBudget& budget)
         : blas(static_cast<int>(budget.blas)), intra_op(budget.consumer_intra_op) {
       warn_once_if_blas_kernels_are_generic();
+      keep_freed_memory_in_process();
     }
     BlasThreadsLease blas;
     IntraOpThreadsLease intra_op;
