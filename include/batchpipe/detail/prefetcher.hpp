@@ -55,43 +55,14 @@ struct cancelled_run {};
 /// down, and whether the consumer is running its steps (a singleton action and those after it)
 /// on every core of the budget. Then a worker waits, asleep, until the steps end: a batch made
 /// ahead would take a core from the steps' kernels (OpenBLAS's threads, which busy-wait for each
-/// other, then stall for a whole time slice), and the steps set the run's pace. And the steps
-/// wait, before they begin, for the actions that workers had begun to end: an action under way
-/// would take a core from the steps' first kernels just the same. The wait lasts one action at
-/// most, where sharing the cores with it cost a step up to a time slice.
+/// other, then stall for a whole time slice), and the steps set the run's pace.
 class TaskGate {
  public:
-  /// `holds`: whether workers hold back during the steps (else the gate only cancels).
-  explicit TaskGate(bool holds = false) : holds_(holds) {}
-
-  /// Whether workers hold back during the steps.
-  bool holds() const noexcept { return holds_; }
-
-  /// Throws cancelled_run once the stream is being torn down.
-  void throw_if_cancelled() const {
+  /// Throws cancelled_run once the stream is being torn down; on a worker, first waits while the
+  /// consumer's steps hold the cores.
+  void before_action(bool on_worker) const {
+    if (on_worker && steps_running_.load(std::memory_order_acquire)) wait_for_steps();
     if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
-  }
-
-  /// A worker begins an action: waits while the consumer's steps hold the cores, then counts
-  /// itself among the workers in an action until leave_action.
-  void enter_action() const {
-    for (;;) {
-      if (steps_running_.load()) wait_for_steps();
-      workers_in_actions_.fetch_add(1);
-      // The consumer stores steps_running_ before it reads the count, and this worker adds to the
-      // count before it reads steps_running_ (both sequentially consistent): one of them sees the
-      // other.
-      if (!steps_running_.load() || cancelled_.load(std::memory_order_relaxed)) return;
-      leave_action();
-    }
-  }
-
-  /// A worker ends an action (or the batch's creation).
-  void leave_action() const {
-    if (workers_in_actions_.fetch_sub(1) == 1 && steps_running_.load()) {
-      { std::scoped_lock lock(mutex_); }  // the consumer is waiting, or sees a count of 0
-      workers_left_.notify_all();
-    }
   }
 
   void cancel() {
@@ -99,12 +70,11 @@ class TaskGate {
     wake_all();
   }
 
-  /// Closes the gate for the workers while the consumer's steps run (when `hold` is set), once
-  /// the actions under way have ended.
+  /// Closes the gate for the workers while the consumer's steps run (when `hold` is set).
   class StepsRunning {
    public:
     StepsRunning(TaskGate& gate, bool hold) : gate_(hold ? &gate : nullptr) {
-      if (gate_) gate_->begin_steps();
+      if (gate_) gate_->steps_running_.store(true, std::memory_order_release);
     }
     ~StepsRunning() {
       if (gate_) gate_->end_steps();
@@ -124,13 +94,6 @@ class TaskGate {
     });
   }
 
-  void begin_steps() {
-    steps_running_.store(true);
-    if (workers_in_actions_.load() == 0) return;
-    std::unique_lock lock(mutex_);
-    workers_left_.wait(lock, [&] { return workers_in_actions_.load() == 0; });
-  }
-
   void end_steps() {
     {
       // Under the mutex, so that a worker between its check and its wait cannot miss the wake-up.
@@ -145,66 +108,23 @@ class TaskGate {
     wake_.notify_all();
   }
 
-  bool holds_;
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> steps_running_{false};
-  mutable std::atomic<int> workers_in_actions_{0};
   mutable std::mutex mutex_;
-  mutable std::condition_variable wake_;          // workers: the steps ended
-  mutable std::condition_variable workers_left_;  // the consumer: no worker is in an action
+  mutable std::condition_variable wake_;
 };
 
-/// Handed to a batch's work: to call before each action (and before the batch is created). On a
-/// worker of a gate that holds, a call also marks the end of the action before it, and the
-/// object's end that of the last.
+/// Handed to a batch's work: to call before each action (and before the batch is created).
 class BeforeAction {
  public:
-  BeforeAction(const TaskGate& gate, bool on_worker)
-      : gate_(&gate), counts_(on_worker && gate.holds()), on_worker_(on_worker) {}
-  ~BeforeAction() { leave(); }
-  BeforeAction(const BeforeAction&) = delete;
-  BeforeAction& operator=(const BeforeAction&) = delete;
-
-  void operator()() const {
-    if (counts_) {
-      leave();
-      // A batch task that oneTBB runs on a worker waiting inside an action of this stream (a
-      // parallel loop) belongs to that action: it must not wait for steps that wait for it.
-      if (!inside_an_action_of(gate_)) {
-        gate_->enter_action();
-        in_action_ = true;
-        gates_in_action().push_back(gate_);
-      }
-    }
-    gate_->throw_if_cancelled();
-  }
-
+  BeforeAction(const TaskGate& gate, bool on_worker) : gate_(&gate), on_worker_(on_worker) {}
+  void operator()() const { gate_->before_action(on_worker_); }
   /// True when the batch is made on one of oneTBB's workers, not on the consumer's thread.
   bool on_worker() const noexcept { return on_worker_; }
 
  private:
-  // The gates of the actions on the calling thread's stack.
-  static std::vector<const TaskGate*>& gates_in_action() {
-    thread_local std::vector<const TaskGate*> gates;
-    return gates;
-  }
-  static bool inside_an_action_of(const TaskGate* gate) {
-    const auto& gates = gates_in_action();
-    return std::find(gates.begin(), gates.end(), gate) != gates.end();
-  }
-
-  void leave() const {
-    if (!in_action_) return;
-    in_action_ = false;
-    auto& gates = gates_in_action();
-    gates.erase(std::find(gates.rbegin(), gates.rend(), gate_).base() - 1);
-    gate_->leave_action();
-  }
-
   const TaskGate* gate_;
-  bool counts_;
   bool on_worker_;
-  mutable bool in_action_ = false;
 };
 
 /// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.
@@ -230,7 +150,6 @@ class Prefetcher {
         hold_workers_during_steps_(prefetch_ > 0 &&
                                    !options.prepare_during_steps.value_or(!budget_.steps_take_every_core())),
         arena_(arena_size(prefetch_, budget_), 1),
-        gate_(hold_workers_during_steps_),
         profiler_(std::move(profiler)) {}
 
   Prefetcher(const Prefetcher&) = delete;
