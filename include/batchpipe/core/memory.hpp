@@ -48,7 +48,7 @@ inline bool environment_sets_malloc_thresholds(const char* tunables, const char*
 struct MallocTuning {
   std::atomic<bool> wanted{true};
   std::atomic<bool> applied{false};
-  std::mutex mutex;
+  std::once_flag once;
 
   static MallocTuning& process() {
     static MallocTuning tuning;
@@ -60,19 +60,19 @@ struct MallocTuning {
 /// (keep_freed_memory(false)) or set them in the environment. Called when a run starts.
 inline void keep_freed_memory_in_process() {
   auto& tuning = MallocTuning::process();
-  if (tuning.applied.load(std::memory_order_acquire) || !tuning.wanted.load()) return;
-  const std::lock_guard lock(tuning.mutex);
-  if (tuning.applied.load() || !tuning.wanted.load()) return;
+  if (!tuning.wanted.load()) return;
+  std::call_once(tuning.once, [&] {
 #if defined(__GLIBC__)
-  if (!environment_sets_malloc_thresholds(std::getenv("GLIBC_TUNABLES"),
-                                          std::getenv("MALLOC_MMAP_THRESHOLD_"),
-                                          std::getenv("MALLOC_TRIM_THRESHOLD_"))) {
-    // Both: setting either one turns off glibc's own adjustment of the other.
-    mallopt(M_MMAP_THRESHOLD, static_cast<int>(MallocThresholds::mmap_threshold));
-    mallopt(M_TRIM_THRESHOLD, static_cast<int>(MallocThresholds::trim_threshold));
-  }
+    if (!environment_sets_malloc_thresholds(std::getenv("GLIBC_TUNABLES"),
+                                            std::getenv("MALLOC_MMAP_THRESHOLD_"),
+                                            std::getenv("MALLOC_TRIM_THRESHOLD_"))) {
+      // Both: setting either one turns off glibc's own adjustment of the other.
+      mallopt(M_MMAP_THRESHOLD, static_cast<int>(MallocThresholds::mmap_threshold));
+      mallopt(M_TRIM_THRESHOLD, static_cast<int>(MallocThresholds::trim_threshold));
+    }
 #endif
-  tuning.applied.store(true, std::memory_order_release);
+    tuning.applied.store(true);
+  });
 }
 
 /// Whether keep_freed_memory_in_process has run its course (set the thresholds, or found the
