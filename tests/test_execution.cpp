@@ -117,11 +117,14 @@ struct OuterBatch : bp::Batch<OuterBatch> {
 
 TEST_CASE("a singleton action never runs twice at once, other actions do", "[execution]") {
   Probes probes;
-  numbers(64).pipeline().work(probes, 5).exclusive(probes).run(
-      {.batch_size = 2, .prefetch = 4, .threads = 4});
+  int runs = 0;
+  // A few tries: on a loaded machine the consumer may make every batch itself before a worker
+  // wakes up, and the point is that batches can overlap, not how soon a worker wakes.
+  for (; runs < 5 && probes.parallel.highest < 2; ++runs)
+    numbers(64).pipeline().work(probes, 5).exclusive(probes).run({.batch_size = 2, .prefetch = 4, .threads = 4});
   CHECK(probes.singleton.highest == 1);
   CHECK(probes.parallel.highest >= 2);
-  CHECK(probes.finished == 32);
+  CHECK(probes.finished == 32 * runs);
 }
 
 TEST_CASE("singleton actions see the batches one at a time and in order, for any prefetch", "[execution]") {
@@ -320,9 +323,10 @@ TEST_CASE("an idle or finished stream limits nothing in the process", "[executio
   auto finished = numbers(2).gen_batch({.batch_size = 2, .threads = 1, .intra_op_threads = 3});
   while (finished.next()) {}
   CHECK(at::get_num_threads() == before);
-  // Another run still gets two batches at once.
+  // Another run still gets two batches at once (a few tries, as in the first test).
   Probes probes;
-  numbers(32).pipeline().work(probes, 10).run({.batch_size = 2, .prefetch = 3, .threads = 2});
+  for (int attempt = 0; attempt < 5 && probes.parallel.highest < 2; ++attempt)
+    numbers(32).pipeline().work(probes, 10).run({.batch_size = 2, .prefetch = 3, .threads = 2});
   CHECK(probes.parallel.highest >= 2);
 }
 
