@@ -121,7 +121,8 @@ TEST_CASE("a singleton action never runs twice at once, other actions do", "[exe
   // A few tries: on a loaded machine the consumer may make every batch itself before a worker
   // wakes up, and the point is that batches can overlap, not how soon a worker wakes.
   for (; runs < 5 && probes.parallel.highest < 2; ++runs)
-    numbers(64).pipeline().work(probes, 5).exclusive(probes).run({.batch_size = 2, .prefetch = 4, .threads = 4});
+    numbers(64).pipeline().work(probes, 5).exclusive(probes).run(
+        {.batch_size = 2, .prefetch = 4, .threads = 4});
   CHECK(probes.singleton.highest == 1);
   CHECK(probes.parallel.highest >= 2);
   CHECK(probes.finished == 32 * runs);
