@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -48,6 +49,13 @@ struct StridedImages : bp::ImagesBatchBase<StridedImages> {
     auto& x = (*this)["images"];
     x = x.transpose(-1, -2).contiguous().transpose(-1, -2);
   }
+};
+
+// Reads the images between actions, as a user's action would: what it gets is recorded.
+struct ReadImages : bp::ImagesBatchBase<ReadImages> {
+  inline static std::atomic<int> float_reads{0}, other_reads{0};
+  ACTION(read)() { ++(get("images").scalar_type() == torch::kFloat ? float_reads : other_reads); }
+  ACTION(set_rows)(int64_t rows) { (*this)["images"] = torch::zeros({rows, 1, 4, 4}, torch::kByte); }
 };
 
 bp::Dataset<bp::ImagesBatch> ramps(int64_t n) {
@@ -145,6 +153,67 @@ TEST_CASE("normalize, flip and crop give the same batches on their one-pass and 
   }
   CHECK_THROWS_WITH(dataset.pipeline().crop(4, 4, -1).run({}),
                     test::contains("crop: padding -1 is negative"));
+}
+
+TEST_CASE("normalize's floats are made by the crop after it, and are the same when read first", "[images]") {
+  torch::manual_seed(5);
+  const auto images = torch::randint(0, 256, {48, 2, 9, 7}).to(torch::kByte);
+  bp::Dataset<ReadImages> dataset(48, {{"images", images}});
+  const bp::RunOptions options{.batch_size = 16, .seed = 3};
+  auto batches = [&](const bp::Pipeline<ReadImages>& pipeline) {
+    std::vector<torch::Tensor> out;
+    for (auto& batch : pipeline.gen_batch(options)) out.push_back(batch.get("images"));
+    return torch::cat(out);
+  };
+  const auto normalized = dataset.pipeline().normalize(0.3f, 0.2f, 1 / 255.f);
+  for (const int64_t padding : {0, 3}) {
+    CAPTURE(padding);
+    // One pass (normalize deferred, flipped twice, cut) against the floats made at each read.
+    const auto fused = batches(normalized.flip(0.5).flip(0.3).crop(8, 5, padding));
+    ReadImages::float_reads = ReadImages::other_reads = 0;
+    const auto read_between =
+        batches(normalized.read().flip(0.5).read().flip(0.3).read().crop(8, 5, padding));
+    CHECK(ReadImages::float_reads == 3 * 3);  // every read in an action sees the floats
+    CHECK(ReadImages::other_reads == 0);
+    REQUIRE(fused.sizes() == std::vector<int64_t>{48, 2, 8, 5});
+    CHECK(fused.scalar_type() == torch::kFloat);
+    CHECK(torch::equal(fused, read_between));  // bit for bit
+  }
+  // Deferred to the end of the pipeline: the batch delivered holds the floats.
+  const auto last = batches(normalized.flip(0.5));
+  CHECK(torch::equal(last, batches(normalized.flip(0.5).read())));
+  CHECK(torch::allclose(batches(normalized), images.to(torch::kFloat).mul(1 / 255.f).sub(0.3f).div(0.2f), 0,
+                        1e-6));
+  // An action called on a batch directly: every read gets the floats, by any accessor.
+  ReadImages batch;
+  batch["images"] = images.narrow(0, 0, 4).contiguous();
+  batch.normalize(0.3f, 0.2f, 1 / 255.f);
+  CHECK(batch.try_get<torch::Tensor>("images")->scalar_type() == torch::kFloat);
+  batch.normalize(0.0f, 1.0f);
+  CHECK(std::as_const(batch).get("images").scalar_type() == torch::kFloat);
+  // Items of one row, [items, width] (flattened images): normalized and flipped as the tensor
+  // operations do.
+  const auto rows = torch::randint(0, 256, {16, 11}).to(torch::kByte);
+  bp::Dataset<StridedImages> flat(16, {{"images", rows}});
+  const bp::RunOptions all{.batch_size = 16, .seed = 2};
+  for (const bool strided : {false, true}) {
+    auto pipeline = strided ? flat.pipeline().strided() : flat.pipeline();
+    auto flipped = pipeline.flip(0.5).next_batch(all)->get("images");
+    auto normalized_flipped =
+        pipeline.normalize(0.3f, 0.2f, 1 / 255.f).flip(0.5).next_batch(all)->get("images");
+    CHECK(torch::equal(flipped, flat.pipeline().strided().flip(0.5).next_batch(all)->get("images")));
+    CHECK(torch::allclose(normalized_flipped, flipped.to(torch::kFloat).mul(1 / 255.f).sub(0.3f).div(0.2f), 0,
+                          1e-6));
+  }
+
+  // The items' draws pick the rows: images with a row more than the batch's items are refused.
+  const auto five_rows = dataset.pipeline().set_rows(5);
+  const bp::RunOptions four{.batch_size = 4};
+  const std::string flip_error = "flip: the images [5, 1, 4, 4] have not one row per item (4 items)";
+  CHECK_THROWS_WITH(five_rows.flip(1.0).run(four), test::contains(flip_error));
+  CHECK_THROWS_WITH(five_rows.normalize(0.0f, 1.0f).flip(1.0).run(four), test::contains(flip_error));
+  CHECK_THROWS_WITH(five_rows.crop(4, 4).run(four),
+                    test::contains("crop: the images [5, 1, 4, 4] have not one row per item (4 items)"));
 }
 
 TEST_CASE("the kernels' outputs reuse freed memory, within a bound", "[images]") {

@@ -8,6 +8,7 @@
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/deferred_tensor.hpp>
 #include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
@@ -20,6 +21,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -81,6 +83,7 @@ class Batch {
     if (found == components_.end()) {
       found = components_.emplace(std::string(name), at::Tensor()).first;
     }
+    if (has_deferred_) detail::settle(found->second);
     return cast<at::Tensor>(name, found->second);
   }
 
@@ -100,12 +103,15 @@ class Batch {
   template <class T = at::Tensor>
   T* try_get(std::string_view name) {
     auto found = components_.find(name);
-    return found == components_.end() ? nullptr : std::any_cast<T>(&found->second);
+    if (found == components_.end()) return nullptr;
+    if (has_deferred_) detail::settle(found->second);
+    return std::any_cast<T>(&found->second);
   }
 
   /// Sets (or replaces) component `name`.
   template <class T>
   void set(std::string_view name, T value) {
+    if constexpr (std::is_same_v<T, detail::DeferredTensor>) has_deferred_ = true;
     components_.insert_or_assign(std::string(name), std::any(std::move(value)));
   }
 
@@ -181,7 +187,10 @@ class Batch {
 
   std::any& find(std::string_view name) {
     auto found = components_.find(name);
-    if (found != components_.end()) return found->second;
+    if (found != components_.end()) {
+      if (has_deferred_) detail::settle(found->second);
+      return found->second;
+    }
     throw Error(detail::type_name<Derived>() + ": no component '" + std::string(name) + "' (components: " +
                 detail::join_names(components_, [](const auto& entry) { return entry.first; }) + ")");
   }
@@ -199,6 +208,7 @@ class Batch {
   Random random_;
   detail::RunContextPtr context_;
   bool skipped_ = false;
+  bool has_deferred_ = false;  // a component may hold a deferred tensor (detail/deferred_tensor.hpp)
   std::map<std::string, std::any, std::less<>> components_;
 };
 

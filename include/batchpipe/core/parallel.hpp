@@ -4,6 +4,7 @@
 /// item with its own random stream, so results do not depend on the thread count.
 
 #include <batchpipe/core/random.hpp>
+#include <batchpipe/detail/access.hpp>
 
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
@@ -29,6 +30,7 @@ namespace batchpipe {
 /// @endcode
 template <class BatchType, class F>
 void for_each_item(BatchType& batch, F&& f) {
+  detail::access::settle_components(batch);  // f's reads from many threads then only read
   const Random items(batch.random()());
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, batch.size()),
                     [&](const tbb::blocked_range<std::size_t>& range) {

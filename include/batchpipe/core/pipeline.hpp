@@ -561,25 +561,42 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
 
   /// Passes the batch through steps [first, last), up to an action that skips it. Any exception
   /// becomes an ActionError naming the step's action and the batch, with the original nested.
+  /// The batch leaves with no deferred component (detail/deferred_tensor.hpp).
   /// This is where an action is dispatched on a batch.
   /// `seed` replaces the run's for a joined batch (whose draws follow the batch it joins).
   static void run_steps(B& batch, const RunSteps& run, std::size_t first, std::size_t last,
                         const detail::BeforeAction* before_action, std::optional<std::uint64_t> seed = {}) {
     const std::uint64_t batch_seed = detail::derive_seed(seed.value_or(run.seed), batch.number());
     const bool on_worker = before_action && before_action->on_worker();
+    const detail::Step<B>* last_applied = nullptr;
     for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
       if (before_action) (*before_action)();
       if (!applies(run.probability[i], batch_seed, i)) continue;
       const detail::Step<B>& step = *run.steps[i];
       const auto started =
           run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
-      try {
+      // What the range's last action left deferred is made before the batch leaves, timed as its.
+      apply_step(batch, step, [&] {
         step.apply(batch);
-      } catch (...) {
-        std::throw_with_nested(ActionError(detail::type_name<B>(), step.action->info.name, batch.number(),
-                                           batch.epoch(), detail::current_exception_message()));
-      }
+        if (i + 1 == last && !batch.skipped()) detail::access::settle_components(batch);
+      });
       if (run.profiler) run.profiler->record(i + 1, started, on_worker);
+      last_applied = &step;
+    }
+    // The range's last steps did not apply: what an action before them left deferred, made now.
+    if (last_applied && !batch.skipped())
+      apply_step(batch, *last_applied, [&] { detail::access::settle_components(batch); });
+  }
+
+  /// Runs `work` of `step` on the batch; any exception becomes an ActionError naming the step's
+  /// action and the batch, with the original nested.
+  template <class Work>
+  static void apply_step(B& batch, const detail::Step<B>& step, Work&& work) {
+    try {
+      work();
+    } catch (...) {
+      std::throw_with_nested(ActionError(detail::type_name<B>(), step.action->info.name, batch.number(),
+                                         batch.epoch(), detail::current_exception_message()));
     }
   }
 

@@ -4,7 +4,9 @@
 // them in a private section.
 
 #include <batchpipe/detail/chain.hpp>
+#include <batchpipe/detail/deferred_tensor.hpp>
 
+#include <any>
 #include <cstdint>
 #include <string_view>
 
@@ -61,6 +63,31 @@ struct access {
   template <class B>
   static auto& components(B& batch) {
     return batch.components_;
+  }
+  /// Component `name` as stored, a deferred tensor not computed (detail/deferred_tensor.hpp);
+  /// nullptr when there is none.
+  template <class B>
+  static std::any* stored_component(B& batch, std::string_view name) {
+    auto found = batch.components_.find(name);
+    return found == batch.components_.end() ? nullptr : &found->second;
+  }
+  /// Makes every deferred component of the batch; free when it has none.
+  template <class B>
+  static void settle_components(B& batch) {
+    if (!batch.has_deferred_) return;
+    for (auto& entry : batch.components_) settle(entry.second);
+    batch.has_deferred_ = false;
+  }
+  /// True when Action takes components as an earlier action left them, deferred (the image
+  /// kernels' actions, which fold normalize into their pass): B says so with a member template
+  /// `bp_reads_deferred<Action>`. Every other action gets every component made.
+  template <class B, class Action>
+  static constexpr bool reads_deferred() {
+    if constexpr (requires { B::template bp_reads_deferred<Action>; }) {
+      return B::template bp_reads_deferred<Action>;
+    } else {
+      return false;
+    }
   }
 };
 

@@ -238,6 +238,9 @@ std::shared_ptr<Model> model_for(B& batch, std::string_view name) {
 /// batch, under the singleton lock when the action is a singleton.
 template <class B, class Action, class... S>
 void run_action(B& batch, const ActionEntry<B>& entry, const std::tuple<S...>& stored) {
+  // What the action before left deferred is made first, unless this action folds it into its own
+  // pass: an action's reads, from any of its threads, then only read.
+  if constexpr (!access::reads_deferred<B, Action>()) access::settle_components(batch);
   std::unique_lock<std::mutex> lock(entry.singleton_mutex, std::defer_lock);
   if constexpr (Action::options.singleton) lock.lock();
   auto call = [&](auto&... model) -> decltype(auto) {

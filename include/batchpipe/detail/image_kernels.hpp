@@ -2,22 +2,33 @@
 // One-pass CPU kernels for ImagesBatch's normalize, flip and crop on contiguous tensors: each
 // reads its input once and writes its output once, where the tensor-operation versions make
 // three to five passes and as many temporaries (a padded copy, two gathers, a flipped copy).
+// normalize → flip → crop of uint8 pixels takes one pass in all: normalize leaves its result
+// deferred (the pixels and their table), flip adds its choices to it, and crop reads each pixel
+// once, from the flipped place, and writes its float once. All of them are one kernel, a crop
+// (crop_into): flip is a crop of the whole image with the items' flips, and a deferred result
+// read before a crop is made by one.
 // flip and crop move data and give exactly what the tensor operations give; normalize computes
 // the same float operations in the same order (LibTorch may turn a division by a scalar into a
-// multiplication, so the two paths can differ in the last bit). Which path a batch takes does
-// not depend on prefetch or threads, so a seed still gives one result. Other devices and
-// layouts take the tensor operations.
+// multiplication, so the two paths can differ in the last bit), and gives the same floats
+// whether a crop folds it in or not. Which path a batch takes does not depend on prefetch or
+// threads, so a seed still gives one result. Other devices and layouts take the tensor
+// operations.
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/detail/buffer_pool.hpp>
+#include <batchpipe/detail/deferred_tensor.hpp>
 
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <any>
 #include <array>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace batchpipe::detail {
 
@@ -27,115 +38,193 @@ inline bool one_pass_applies(const at::Tensor& x) {
   return x.dim() >= 2 && x.device().is_cpu() && x.is_contiguous() && x.numel() > 0;
 }
 
-/// `(x * scale - mean) / std` of uint8 pixels into a new float tensor, through a table of the
-/// 256 results (each computed as the tensor operations do: multiply, subtract, divide).
-inline at::Tensor normalize_uint8(const at::Tensor& x, float mean, float std, float scale) {
-  std::array<float, 256> table{};
-  for (int v = 0; v < 256; ++v)
-    table[static_cast<std::size_t>(v)] = (static_cast<float>(v) * scale - mean) / std;
-  at::Tensor out = BufferPool::empty(x.sizes(), x.options().dtype(at::kFloat));
-  const auto* in = x.data_ptr<std::uint8_t>();
-  auto* o = out.data_ptr<float>();
-  const auto n = static_cast<std::size_t>(x.numel());
-  for (std::size_t i = 0; i < n; ++i) o[i] = table[in[i]];
-  return out;
+/// Where each item of images [items, ..., H, W] is cut: [height, width] at corner (y0[i], x0[i])
+/// of the image padded with zeros by `padding` on every side, the image flipped left-right first
+/// where flipped[i] is set. Null corners are 0 and null flips are none.
+struct Window {
+  int64_t height = 0, width = 0, padding = 0;
+  const int64_t* y0 = nullptr;
+  const int64_t* x0 = nullptr;
+  const bool* flipped = nullptr;
+
+  /// The rows of an image of `x`: items [items, width] have one.
+  static int64_t rows_of(const at::Tensor& x) { return x.dim() > 2 ? x.size(-2) : 1; }
+  /// The whole image of `x`, flipped where `flipped` says.
+  static Window whole(const at::Tensor& x, const bool* flipped) {
+    return {rows_of(x), x.size(-1), 0, nullptr, nullptr, flipped};
+  }
+  /// The shape of `x` cut to the window.
+  std::vector<int64_t> shape_of(const at::Tensor& x) const {
+    auto shape = x.sizes().vec();
+    if (x.dim() > 2) shape[shape.size() - 2] = height;
+    shape.back() = width;
+    return shape;
+  }
+};
+
+/// The window of every item of `x` (not empty: one_pass_applies) into `out`, each row written by `copy(out,
+/// in, count, step)`: `count` output elements from in[0], in[step], in[2 * step], ... (step -1 where
+/// flipped). Out and In are the output's and input's element types; the padding is zero bytes. One pass: each
+/// input element read at most once, each output element written once.
+template <class Out, class In, class Copy>
+void crop_into(const In* in, Out* out, const at::Tensor& x, const Window& window, Copy copy) {
+  const int64_t in_h = Window::rows_of(x), in_w = x.size(-1), height = window.height, width = window.width;
+  const auto items = x.size(0);
+  const auto planes_per_item = x.numel() / (items * in_h * in_w);
+  const auto zero = [](Out* to, int64_t count) {
+    if constexpr (std::is_arithmetic_v<Out>) {
+      std::fill(to, to + count, Out{});  // inlined: the padding is a few elements
+    } else {
+      std::memset(to, 0, static_cast<std::size_t>(count) * sizeof(Out));
+    }
+  };
+  for (int64_t i = 0; i < items; ++i) {
+    const int64_t top = (window.y0 ? window.y0[i] : 0) - window.padding;  // the image row under output row 0
+    // The columns of the output row that fall inside the image, and where they start in the
+    // (flipped) image.
+    const int64_t first_x = (window.x0 ? window.x0[i] : 0) - window.padding;
+    const int64_t from = std::clamp<int64_t>(-first_x, 0, width);
+    const int64_t to = std::clamp<int64_t>(in_w - first_x, from, width);
+    const bool flipped = window.flipped && window.flipped[i];
+    // Column c of the flipped image is column in_w - 1 - c of the image.
+    const int64_t source_x = flipped ? in_w - 1 - (first_x + from) : first_x + from;
+    for (int64_t p = 0; p < planes_per_item; ++p) {
+      const int64_t plane = i * planes_per_item + p;
+      const In* in_plane = in + plane * in_h * in_w;
+      Out* out_plane = out + plane * height * width;
+      for (int64_t y = 0; y < height; ++y) {
+        Out* row = out_plane + y * width;
+        const int64_t source_y = top + y;
+        if (source_y < 0 || source_y >= in_h || from == to) {
+          zero(row, width);
+          continue;
+        }
+        zero(row, from);
+        copy(row + from, in_plane + source_y * in_w + source_x, to - from, flipped ? -1 : 1);
+        zero(row + to, width - to);
+      }
+    }
+  }
 }
 
-/// Copies `rows` rows of `width` elements of `Size` bytes, each row reversed when `reverse` is
-/// set. The size is a constant, so that each element's memcpy compiles to one move.
+/// An element of `Size` bytes: the kernels that only move data treat every type as one of these
+/// (copied with memcpy, never read as the struct), so that each element's copy compiles to one
+/// move.
 template <std::size_t Size>
-void copy_rows(const unsigned char* in, unsigned char* out, int64_t rows, int64_t width, bool reverse) {
-  const auto row_bytes = static_cast<std::size_t>(width) * Size;
-  if (!reverse) {
-    std::memcpy(out, in, static_cast<std::size_t>(rows) * row_bytes);
-    return;
+struct Element {
+  unsigned char bytes[Size];
+};
+
+/// Calls `f(Element<size>{})` for the element size of `x` (LibTorch's sizes); an Error naming
+/// `action` for any other.
+template <class F>
+void with_element_of(const at::Tensor& x, const char* action, F&& f) {
+  switch (x.element_size()) {
+    case 1:
+      return f(Element<1>{});
+    case 2:
+      return f(Element<2>{});
+    case 4:
+      return f(Element<4>{});
+    case 8:
+      return f(Element<8>{});
+    case 16:
+      return f(Element<16>{});
+    default:
+      throw Error(std::string(action) + ": elements of " + std::to_string(x.element_size()) + " bytes (" +
+                  std::string(x.dtype().name()) + ") are not supported");
   }
-  for (int64_t r = 0; r < rows; ++r, in += row_bytes, out += row_bytes) {
-    for (std::size_t c = 0, last = row_bytes - Size; c < row_bytes; c += Size)
-      std::memcpy(out + c, in + (last - c), Size);
-  }
+}
+
+/// The window of every item of `x`, any element type, the elements moved as they are. `action`
+/// names the caller in errors.
+inline at::Tensor cut_items(const at::Tensor& x, const Window& window, const char* action) {
+  at::Tensor out = BufferPool::empty(window.shape_of(x), x.options());
+  with_element_of(x, action, [&](auto element) {
+    using E = decltype(element);
+    crop_into(static_cast<const E*>(x.data_ptr()), static_cast<E*>(out.data_ptr()), x, window,
+              [](E* to, const E* from, int64_t count, int64_t step) {
+                if (step == 1) {
+                  std::memcpy(to, from, static_cast<std::size_t>(count) * sizeof(E));
+                  return;
+                }
+                for (int64_t c = 0; c < count; ++c) std::memcpy(to + c, from - c, sizeof(E));
+              });
+  });
+  return out;
 }
 
 /// The rows of `x` [items, ..., width] of each item whose flag is set, reversed (left-right).
 inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
-  at::Tensor out = BufferPool::empty(x.sizes(), x.options());
-  if (x.numel() == 0) return out;
-  const auto items = x.size(0);
-  const auto width = x.size(-1);
-  const auto rows_per_item = items ? x.numel() / (items * width) : 0;
-  const auto item_bytes =
-      static_cast<std::size_t>(rows_per_item * width) * static_cast<std::size_t>(x.element_size());
-  const auto* in = static_cast<const unsigned char*>(x.data_ptr());
-  auto* o = static_cast<unsigned char*>(out.data_ptr());
-  const auto flip_all = [&](auto copy) {
-    for (int64_t i = 0; i < items; ++i) {
-      const auto offset = static_cast<std::size_t>(i) * item_bytes;
-      copy(in + offset, o + offset, rows_per_item, width, flipped[i]);
+  return cut_items(x, Window::whole(x, flipped), "flip");
+}
+
+/// The 256 results of `(v * scale - mean) / std` for uint8 pixels v, each computed as the tensor
+/// operations do (multiply, subtract, divide).
+using PixelTable = std::array<float, 256>;
+
+inline PixelTable pixel_table(float mean, float std, float scale) {
+  PixelTable table{};
+  for (int v = 0; v < 256; ++v)
+    table[static_cast<std::size_t>(v)] = (static_cast<float>(v) * scale - mean) / std;
+  return table;
+}
+
+/// normalize's result on uint8 pixels, left deferred (detail/deferred_tensor.hpp) as the
+/// DeferredTensor's recipe: the pixels' table and the flips asked for since.
+struct NormalizedPixels {
+  PixelTable table{};
+  at::Tensor flipped;  // bool per item; undefined: none
+
+  /// Adds a flip of the items whose flag is set in `flags` (bool per item, the recipe's from
+  /// now on): flipping twice restores an item.
+  void flip(at::Tensor flags) {
+    if (flipped.defined()) {
+      const bool* before = flipped.data_ptr<bool>();
+      bool* now = flags.data_ptr<bool>();
+      for (int64_t i = 0; i < flags.numel(); ++i) now[i] = now[i] != before[i];
     }
-  };
-  switch (x.element_size()) {  // LibTorch's element sizes
-    case 1:
-      flip_all(copy_rows<1>);
-      break;
-    case 2:
-      flip_all(copy_rows<2>);
-      break;
-    case 4:
-      flip_all(copy_rows<4>);
-      break;
-    case 8:
-      flip_all(copy_rows<8>);
-      break;
-    case 16:
-      flip_all(copy_rows<16>);
-      break;
-    default:
-      throw Error("flip: elements of " + std::to_string(x.element_size()) + " bytes (" +
-                  std::string(x.dtype().name()) + ") are not supported");
+    flipped = std::move(flags);
   }
+};
+
+/// The window of every item of the uint8 pixels `x`, normalized through `pixels`' table and
+/// flipped as it says, into a new float tensor: one pass.
+inline at::Tensor cut_and_normalize(const at::Tensor& x, const NormalizedPixels& pixels, Window window) {
+  window.flipped = pixels.flipped.defined() ? pixels.flipped.data_ptr<bool>() : nullptr;
+  at::Tensor out = BufferPool::empty(window.shape_of(x), x.options().dtype(at::kFloat));
+  const float* table = pixels.table.data();
+  crop_into(x.data_ptr<std::uint8_t>(), out.data_ptr<float>(), x, window,
+            [table](float* to, const std::uint8_t* from, int64_t count, int64_t step) {
+              for (int64_t c = 0; c < count; ++c) to[c] = table[from[c * step]];
+            });
   return out;
 }
 
-/// Each item of `x` [items, ..., H, W] cut to [height, width] at its corner (y0[i], x0[i]) of
-/// the image padded with zeros by `padding` on every side, without making the padded copy.
-inline at::Tensor crop_items(const at::Tensor& x, int64_t height, int64_t width, int64_t padding,
-                             const int64_t* y0, const int64_t* x0) {
-  auto out_shape = x.sizes().vec();
-  const int64_t in_h = out_shape[out_shape.size() - 2], in_w = out_shape.back();
-  out_shape[out_shape.size() - 2] = height;
-  out_shape.back() = width;
-  at::Tensor out = BufferPool::empty(out_shape, x.options());
-  const auto items = x.size(0);
-  const auto planes_per_item = items ? x.numel() / (items * in_h * in_w) : 0;
-  const auto element = static_cast<std::size_t>(x.element_size());
-  const auto* in = static_cast<const unsigned char*>(x.data_ptr());
-  auto* o = static_cast<unsigned char*>(out.data_ptr());
-  for (int64_t i = 0; i < items; ++i) {
-    // The columns of the output row that fall inside the image, and where they start in it.
-    const int64_t first_x = x0[i] - padding;  // the image column under output column 0
-    const int64_t from = std::clamp<int64_t>(-first_x, 0, width);
-    const int64_t to = std::clamp<int64_t>(in_w - first_x, from, width);
-    for (int64_t p = 0; p < planes_per_item; ++p) {
-      const int64_t plane = i * planes_per_item + p;
-      const auto* in_plane = in + static_cast<std::size_t>(plane * in_h * in_w) * element;
-      auto* out_plane = o + static_cast<std::size_t>(plane * height * width) * element;
-      for (int64_t y = 0; y < height; ++y) {
-        auto* row = out_plane + static_cast<std::size_t>(y * width) * element;
-        const int64_t source_y = y0[i] - padding + y;
-        if (source_y < 0 || source_y >= in_h || from == to) {
-          std::memset(row, 0, static_cast<std::size_t>(width) * element);
-          continue;
-        }
-        std::memset(row, 0, static_cast<std::size_t>(from) * element);
-        std::memcpy(row + static_cast<std::size_t>(from) * element,
-                    in_plane + static_cast<std::size_t>(source_y * in_w + first_x + from) * element,
-                    static_cast<std::size_t>(to - from) * element);
-        std::memset(row + static_cast<std::size_t>(to) * element, 0,
-                    static_cast<std::size_t>(width - to) * element);
-      }
-    }
-  }
-  return out;
+/// normalize of uint8 pixels `x` left deferred: the floats are made when the component is read,
+/// or by a crop (ImagesBatchBase::crop) in the same pass as its cut.
+inline DeferredTensor deferred_normalize(at::Tensor x, const PixelTable& table) {
+  return {std::move(x), NormalizedPixels{table, {}}, [](const DeferredTensor& d) {
+            const auto& pixels = std::any_cast<const NormalizedPixels&>(d.recipe);
+            if (pixels.flipped.defined())
+              return cut_and_normalize(d.input, pixels, Window::whole(d.input, nullptr));
+            // Nothing to move: one flat loop, through a table of its own (that no store can alias).
+            const PixelTable table = pixels.table;
+            at::Tensor out = BufferPool::empty(d.input.sizes(), d.input.options().dtype(at::kFloat));
+            const auto* in = d.input.data_ptr<std::uint8_t>();
+            auto* o = out.data_ptr<float>();
+            for (int64_t i = 0; i < d.input.numel(); ++i) o[i] = table[in[i]];
+            return out;
+          }};
+}
+
+/// The recipe of a deferred normalize held by `value`, if it holds one whose pixels the kernels
+/// take; else nullptr.
+inline DeferredTensor* deferred_normalize_in(std::any* value) {
+  auto* deferred = value ? std::any_cast<DeferredTensor>(value) : nullptr;
+  const bool ours =
+      deferred && std::any_cast<NormalizedPixels>(&deferred->recipe) && one_pass_applies(deferred->input);
+  return ours ? deferred : nullptr;
 }
 
 }  // namespace batchpipe::detail

@@ -7,6 +7,7 @@
 #include <batchpipe/core/action.hpp>
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/parallel.hpp>
+#include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/image_kernels.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/io.hpp>
@@ -18,8 +19,10 @@
 #include <ATen/ops/stack.h>
 #include <ATen/ops/where.h>
 
+#include <any>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace batchpipe {
@@ -99,11 +102,13 @@ class ImagesBatchBase : public Batch<Derived> {
   }
 
   /// `(x * scale - mean) / std` in float: `normalize(0.2860f, 0.3530f, 1 / 255.f)` on uint8 pixels.
+  /// On uint8 pixels the floats are made when first read: a crop right after (a flip between
+  /// them too) cuts and normalizes in one pass.
   BATCHPIPE_ACTION(normalize, .params = "mean, std, scale = 1.0, component = \"images\"")
   (float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
     if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {
-      x = detail::normalize_uint8(x, mean, std, scale);
+      this->set(component, detail::deferred_normalize(x, detail::pixel_table(mean, std, scale)));
     } else {
       x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
     }
@@ -126,11 +131,17 @@ class ImagesBatchBase : public Batch<Derived> {
   /// Flips each item left-right with probability p.
   BATCHPIPE_ACTION(flip, .params = "p = 0.5, component = \"images\"")
   (double p = 0.5, std::string component = "images") {
-    auto& x = (*this)[component];
     const Random items(this->random()());
     at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
     auto* flag = chosen.data_ptr<bool>();
     for (std::size_t i = 0; i < this->size(); ++i) flag[i] = items.split(i).bernoulli(p);
+    if (auto* pixels = deferred_normalize(component)) {  // flipped as they are normalized
+      check_items("flip", pixels->input);
+      std::any_cast<detail::NormalizedPixels&>(pixels->recipe).flip(chosen);
+      return;
+    }
+    auto& x = (*this)[component];
+    check_items("flip", x);
     if (detail::one_pass_applies(x)) {
       x = detail::flip_items(x, flag);
       return;
@@ -144,12 +155,14 @@ class ImagesBatchBase : public Batch<Derived> {
   /// random place with probability p, else at the centre.
   BATCHPIPE_ACTION(crop, .params = "height, width, padding = 0, p = 1.0, component = \"images\"")
   (int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
-    auto& x = (*this)[component];
+    auto* pixels = deferred_normalize(component);  // then cut and normalized at once
+    at::Tensor& x = pixels ? pixels->input : (*this)[component];
     if (padding < 0) throw Error("crop: padding " + std::to_string(padding) + " is negative");
     if (x.dim() < 3) {
       throw Error("crop: the images must be [items, ..., height, width], not " +
                   detail::shape_string(x.sizes()));
     }
+    check_items("crop", x);
     auto padded_shape = x.sizes().vec();
     padded_shape[padded_shape.size() - 2] += 2 * padding;
     padded_shape.back() += 2 * padding;
@@ -173,8 +186,14 @@ class ImagesBatchBase : public Batch<Derived> {
       x0[i] =
           random_place ? static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(room_x) + 1)) : room_x / 2;
     }
+    const detail::Window window{height, width, padding, y0, x0, nullptr};
+    if (pixels) {
+      const auto& recipe = std::any_cast<const detail::NormalizedPixels&>(pixels->recipe);
+      this->set(component, detail::cut_and_normalize(x, recipe, window));
+      return;
+    }
     if (detail::one_pass_applies(x)) {
-      x = detail::crop_items(x, height, width, padding, y0, x0);
+      x = detail::cut_items(x, window, "crop");
       return;
     }
     const at::Tensor padded = padding ? at::constant_pad_nd(x, {padding, padding, padding, padding}) : x;
@@ -192,6 +211,25 @@ class ImagesBatchBase : public Batch<Derived> {
     auto out_shape = rows_shape;
     out_shape.back() = width;
     x = rows.gather(-1, offsets(1, width, -1).expand(out_shape));
+  }
+
+  // flip and crop take normalize's result as it left it, deferred (see detail::access::
+  // reads_deferred); not for users.
+  template <class Action>
+  static constexpr bool bp_reads_deferred =
+      std::is_same_v<Action, bp_action_flip> || std::is_same_v<Action, bp_action_crop>;
+
+ private:
+  /// normalize's result on `component`, left deferred for the one-pass kernels; else nullptr.
+  detail::DeferredTensor* deferred_normalize(const std::string& component) {
+    return detail::deferred_normalize_in(detail::access::stored_component(*this, component));
+  }
+
+  /// An Error unless the images `x` have one row per item: each item's draw picks its row.
+  void check_items(const char* action, const at::Tensor& x) const {
+    if (x.dim() > 0 && x.size(0) == static_cast<int64_t>(this->size())) return;
+    throw Error(std::string(action) + ": the images " + detail::shape_string(x.sizes()) +
+                " have not one row per item (" + std::to_string(this->size()) + " items)");
   }
 };
 
