@@ -11,7 +11,9 @@ cd "$(dirname "$0")/.."
 name=$1; shift
 targets=()
 if [ "${1:-}" = --targets ]; then
-  IFS=, read -ra names <<<"$2"; shift 2
+  IFS=, read -ra names <<<"${2:-}"
+  [ ${#names[@]} -gt 0 ] || { echo "build-and-test.sh: --targets needs a list, e.g. --targets fashion_mnist,benchmark" >&2; exit 2; }
+  shift 2
   targets=(--target "${names[@]}")
 fi
 generator=()

@@ -57,9 +57,9 @@ case $kind in
     onetbb=$(instrumented_onetbb)
     # The distributed tests hand tensors to Gloo's threads inside an uninstrumented LibTorch,
     # through synchronisation TSan cannot see; they run under AddressSanitizer. For CI's time
-    # limit, only the test units that run batches on several threads are built: the examples
-    # and the single-threaded units (readers, configs, indices) run under AddressSanitizer, the
-    # docs examples on Debian 12.
+    # limit, only the test units most about threads are built (the others run prefetched
+    # pipelines too, but over the same machinery): every unit and the examples run under
+    # AddressSanitizer, the docs examples on Debian 12.
     extra=(-DTBB_DIR="$onetbb/lib/cmake/TBB" -DBATCHPIPE_DISTRIBUTED_TESTS=OFF -DBATCHPIPE_BUILD_EXAMPLES=OFF
       "-DBATCHPIPE_TEST_UNITS=execution;stress;models;flow;images_and_training" -DBATCHPIPE_DOC_EXAMPLES=OFF)
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$suppressions/tsan.supp:print_suppressions=0
