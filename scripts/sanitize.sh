@@ -61,7 +61,7 @@ case $kind in
     # pipelines too, but over the same machinery): every unit and the examples run under
     # AddressSanitizer, the docs examples on Debian 12.
     extra=(-DTBB_DIR="$onetbb/lib/cmake/TBB" -DBATCHPIPE_DISTRIBUTED_TESTS=OFF -DBATCHPIPE_BUILD_EXAMPLES=OFF
-      "-DBATCHPIPE_TEST_UNITS=execution;stress;models;flow;images_and_training" -DBATCHPIPE_DOC_EXAMPLES=OFF)
+      "-DBATCHPIPE_TEST_UNITS=execution;stress;models;flow;images_and_training;expressions;seed_page" -DBATCHPIPE_DOC_EXAMPLES=OFF)
     export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$suppressions/tsan.supp:print_suppressions=0
     ;;
   *) echo "usage: scripts/sanitize.sh address|thread" >&2; exit 2 ;;
