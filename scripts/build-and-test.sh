@@ -23,7 +23,7 @@ cmake -S . -B "build-$name" "${generator[@]}" -DBATCHPIPE_WERROR=ON "$@"
 cmake --build "build-$name" -j2 "${targets[@]}"
 built=$SECONDS
 if [ ${#targets[@]} -gt 0 ]; then
-  echo "build-$name: built ${targets[*]:1} in $((built - start)) s"
+  echo "build-$name: built ${names[*]} in $((built - start)) s"
   exit 0
 fi
 ctest --test-dir "build-$name" --output-on-failure -j2
