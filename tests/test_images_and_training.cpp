@@ -7,10 +7,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -153,6 +155,97 @@ TEST_CASE("normalize, flip and crop give the same batches on their one-pass and 
   }
   CHECK_THROWS_WITH(dataset.pipeline().crop(4, 4, -1).run({}),
                     test::contains("crop: padding -1 is negative"));
+}
+
+TEST_CASE("a batch large enough to split over the arena gives what one thread gives", "[images][parallel]") {
+  // 300 items of 2 x 28 x 28 uint8: the gather (470 KB) and the kernels' outputs (floats, 1.6 MB)
+  // are split into ranges of items on the run's arena when the budget has room.
+  torch::manual_seed(9);
+  const auto images = torch::randint(0, 256, {400, 2, 28, 28}).to(torch::kByte);
+  bp::Dataset<StridedImages> dataset(400, {{"images", images}});
+  const auto one_pass = dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f).flip(0.5).crop(26, 24, 2);
+  const auto moved = dataset.pipeline().flip(0.5).crop(26, 24, 2);
+  const auto tensor_ops = dataset.pipeline()
+                              .strided()
+                              .normalize(0.2f, 0.3f, 1 / 255.f)
+                              .strided()
+                              .flip(0.5)
+                              .strided()
+                              .crop(26, 24, 2);
+  const auto flat = dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f).flip(0.5);
+  auto images_of = [](const bp::Pipeline<StridedImages>& pipeline, std::size_t threads,
+                      std::size_t prefetch) {
+    std::vector<torch::Tensor> out;
+    const bp::RunOptions options{
+        .batch_size = 300, .shuffle = 4, .seed = 6, .prefetch = prefetch, .threads = threads};
+    for (auto& batch : pipeline.gen_batch(options)) out.push_back(batch.get("images"));
+    return torch::cat(out);
+  };
+  for (const auto& [threads, prefetch] : {std::pair<std::size_t, std::size_t>{2, 0}, {4, 0}, {2, 2}}) {
+    CAPTURE(threads, prefetch);
+    CHECK(torch::equal(images_of(one_pass, threads, prefetch), images_of(one_pass, 1, 0)));
+    CHECK(torch::equal(images_of(moved, threads, prefetch), images_of(moved, 1, 0)));
+    CHECK(torch::equal(images_of(flat, threads, prefetch), images_of(flat, 1, 0)));
+    CHECK(torch::allclose(images_of(one_pass, threads, prefetch), images_of(tensor_ops, threads, prefetch), 0,
+                          1e-6));
+  }
+  // The shuffled gather gives the dataset's rows of the batch's items, as index_select does.
+  auto gathered = dataset.pipeline().next_batch({.batch_size = 300, .shuffle = 4, .threads = 2});
+  std::vector<int64_t> rows;
+  for (std::size_t i = 0; i < gathered->size(); ++i)
+    rows.push_back(static_cast<int64_t>(gathered->index().source(i)));
+  CHECK(torch::equal(gathered->get("images"), images.index_select(0, torch::tensor(rows))));
+}
+
+TEST_CASE("item ranges cover every item once, split only where the arena and the work allow",
+          "[images][parallel]") {
+  using bp::detail::for_item_ranges;
+  auto ranges_of = [](int arena_threads, int64_t items, std::size_t bytes) {
+    std::mutex mutex;
+    std::vector<std::pair<int64_t, int64_t>> ranges;
+    tbb::task_arena(arena_threads).execute([&] {
+      for_item_ranges(items, bytes, [&](int64_t first, int64_t last) {
+        const std::scoped_lock lock(mutex);
+        ranges.emplace_back(first, last);
+      });
+    });
+    std::sort(ranges.begin(), ranges.end());
+    return ranges;
+  };
+  auto covers = [](const std::vector<std::pair<int64_t, int64_t>>& ranges, int64_t items) {
+    int64_t next = 0;
+    for (const auto& [first, last] : ranges) {
+      if (first != next || last <= first) return false;
+      next = last;
+    }
+    return next == items;
+  };
+  const std::size_t large = 64 * bp::detail::kMinBytesPerItemRange;
+  // Arenas of 2 threads at most: a larger one than the machine's cores makes oneTBB warn.
+  const auto split = ranges_of(2, 1000, large);
+  CHECK(covers(split, 1000));
+  CHECK(split.size() >= 2);
+  CHECK(ranges_of(1, 1000, large).size() == 1);                                       // no room in the arena
+  CHECK(ranges_of(2, 1000, bp::detail::kMinBytesPerItemRange).size() == 1);           // too little work
+  CHECK(ranges_of(2, 1, large) == std::vector<std::pair<int64_t, int64_t>>{{0, 1}});  // one item
+  CHECK(covers(ranges_of(2, 7, large), 7));
+
+  // The dataset's gather: what index_select gives, for any dtype and shape; non-contiguous data
+  // and rows that do not exist go to index_select (its error).
+  using bp::detail::gather_rows;
+  const std::vector<int64_t> rows = {3, 0, 3, 9, 5};
+  const auto positions = torch::tensor(rows);
+  for (const auto& data : {torch::randn({10, 3, 4}), torch::randint(0, 256, {10, 7}).to(torch::kByte),
+                           torch::randn({10}, torch::kDouble), torch::randn({10, 2}) > 0,
+                           torch::randn({10, 0}), torch::randn({4, 10}).t()}) {
+    CAPTURE(data.sizes(), data.scalar_type());
+    const auto gathered = gather_rows(data, rows);
+    CHECK(gathered.sizes() == data.index_select(0, positions).sizes());
+    CHECK(torch::equal(gathered, data.index_select(0, positions)));
+  }
+  CHECK(gather_rows(torch::randn({10, 3}), {}).sizes() == std::vector<int64_t>{0, 3});
+  const std::vector<int64_t> missing = {1, 10};
+  CHECK_THROWS(gather_rows(torch::randn({10, 3}), missing));
 }
 
 TEST_CASE("normalize's floats are made by the crop after it, and are the same when read first", "[images]") {

@@ -7,7 +7,8 @@
 //   W2 train:    W1, then an MLP 784-256-10 (ReLU), Adam, lr 1e-3, cross-entropy; one epoch.
 // Each figure is the median of --repeats runs after a warm-up run, in items/s; rows are prefetch
 // 0, 1, 2, 4 with a budget of one thread and of every core; batchpipe and its peers take turns,
-// one run each per round. --json writes the same as JSON.
+// one run each per round, and a ratio is the median of the rounds' ratios. --json writes the same
+// as JSON.
 
 #include "../common/example.hpp"
 #include "peers.hpp"
@@ -55,6 +56,16 @@ double median(std::vector<double> values) {
   return values[values.size() / 2];
 }
 
+/// The median over the rounds of ours[r] / theirs[r]: each ratio compares two runs made a minute
+/// apart at most, so a machine whose speed drifts over the benchmark's minutes moves it less than
+/// the ratio of the two medians.
+double median_ratio(const std::vector<double>& ours, const std::vector<double>& theirs) {
+  std::vector<double> ratios;
+  for (std::size_t r = 0; r < std::min(ours.size(), theirs.size()); ++r)
+    ratios.push_back(ours[r] / theirs[r]);
+  return median(std::move(ratios));
+}
+
 /// The median of `repeats` measurements after one warm-up.
 double median_of(int repeats, const std::function<double()>& measure) {
   (void)measure();
@@ -90,6 +101,7 @@ struct Row {
   std::size_t prefetch = 0;
   std::size_t threads = 0;                         // the budget
   std::map<std::string, double> items_per_second;  // "batchpipe", "hand_loop", ...
+  std::map<std::string, double> ratios;            // batchpipe / each peer, median of the rounds'
   double page_faults_per_batch = 0;                // batchpipe's, in its last measured run
 };
 
@@ -115,10 +127,18 @@ void print_rows(const std::vector<Row>& rows) {
       if (found == row.items_per_second.end()) {
         std::printf(" %12s %6s", "-", "");
       } else {
-        std::printf(" %12.0f %5.2fx", found->second, ours / found->second);
+        std::printf(" %12.0f %5.2fx", found->second, row.ratios.at(peer));
       }
     }
     std::printf("\n");
+  }
+}
+
+void write_json_numbers(std::ostream& out, const std::map<std::string, double>& numbers) {
+  const char* separator = "";
+  for (const auto& [name, value] : numbers) {
+    out << separator << "\"" << name << "\": " << value;
+    separator = ", ";
   }
 }
 
@@ -142,11 +162,9 @@ void write_json(const std::filesystem::path& file, const Settings& s, const std:
     out << separator << "\n    {\"workload\": \"" << row.workload << "\", \"prefetch\": " << row.prefetch
         << ", \"threads\": " << row.threads << ", \"page_faults_per_batch\": " << row.page_faults_per_batch
         << ", \"items_per_second\": {";
-    const char* inner = "";
-    for (const auto& [name, value] : row.items_per_second) {
-      out << inner << "\"" << name << "\": " << value;
-      inner = ", ";
-    }
+    write_json_numbers(out, row.items_per_second);
+    out << "}, \"ratios\": {";
+    write_json_numbers(out, row.ratios);
     out << "}}";
     separator = ",";
   }
@@ -221,8 +239,10 @@ void run_pipeline_workload(const std::string& workload, const Settings& s,
       if (!name.starts_with("prefetch")) peers[name] = median(samples[name]);
     }
     for (const std::size_t prefetch : prefetches) {
-      Row row{workload, prefetch, threads, peers, faults_per_batch[prefetch]};
-      row.items_per_second["batchpipe"] = median(samples["prefetch " + std::to_string(prefetch)]);
+      Row row{workload, prefetch, threads, peers, {}, faults_per_batch[prefetch]};
+      const auto& ours = samples["prefetch " + std::to_string(prefetch)];
+      row.items_per_second["batchpipe"] = median(ours);
+      for (const auto& [peer, items_per_second] : peers) row.ratios[peer] = median_ratio(ours, samples[peer]);
       std::printf("%s prefetch %zu threads %zu: %.0f items/s, %.1f page faults per batch\n", workload.c_str(),
                   prefetch, threads, row.items_per_second["batchpipe"], row.page_faults_per_batch);
       rows.push_back(std::move(row));

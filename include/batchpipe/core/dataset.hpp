@@ -8,12 +8,12 @@
 #include <batchpipe/core/index.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/access.hpp>
+#include <batchpipe/detail/item_ranges.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 #include <batchpipe/fwd.hpp>
 
 #include <ATen/core/Tensor.h>
-#include <ATen/ops/empty.h>
 
 #include <map>
 #include <memory>
@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace batchpipe {
 
@@ -84,12 +85,9 @@ class Dataset {
     detail::access::index(batch) = index_.subset_unchecked(positions);
     if (!data_->empty()) {
       const Index& items = batch.index();
-      at::Tensor rows = at::empty({static_cast<int64_t>(items.size())}, at::kLong);
-      auto* row = rows.data_ptr<int64_t>();
-      for (std::size_t i = 0; i < items.size(); ++i) row[i] = static_cast<int64_t>(items.source(i));
-      for (const auto& [name, tensor] : *data_) {
-        batch.set(name, tensor.index_select(0, rows.to(tensor.device())));
-      }
+      std::vector<int64_t> rows(items.size());
+      for (std::size_t i = 0; i < items.size(); ++i) rows[i] = static_cast<int64_t>(items.source(i));
+      for (const auto& [name, tensor] : *data_) batch.set(name, detail::gather_rows(tensor, rows));
     }
     return batch;
   }

@@ -17,6 +17,7 @@
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/detail/buffer_pool.hpp>
 #include <batchpipe/detail/deferred_tensor.hpp>
+#include <batchpipe/detail/item_ranges.hpp>
 
 #include <ATen/core/Tensor.h>
 
@@ -65,7 +66,8 @@ struct Window {
 /// The window of every item of `x` (not empty: one_pass_applies) into `out`, each row written by `copy(out,
 /// in, count, step)`: `count` output elements from in[0], in[step], in[2 * step], ... (step -1 where
 /// flipped). Out and In are the output's and input's element types; the padding is zero bytes. One pass: each
-/// input element read at most once, each output element written once.
+/// input element read at most once, each output element written once; the items split over the arena
+/// (item_ranges.hpp).
 template <class Out, class In, class Copy>
 void crop_into(const In* in, Out* out, const at::Tensor& x, const Window& window, Copy copy) {
   const int64_t in_h = Window::rows_of(x), in_w = x.size(-1), height = window.height, width = window.width;
@@ -78,7 +80,7 @@ void crop_into(const In* in, Out* out, const at::Tensor& x, const Window& window
       std::memset(to, 0, static_cast<std::size_t>(count) * sizeof(Out));
     }
   };
-  for (int64_t i = 0; i < items; ++i) {
+  const auto cut = [&](int64_t i) {
     const int64_t top = (window.y0 ? window.y0[i] : 0) - window.padding;  // the image row under output row 0
     // The columns of the output row that fall inside the image, and where they start in the
     // (flipped) image.
@@ -104,7 +106,11 @@ void crop_into(const In* in, Out* out, const at::Tensor& x, const Window& window
         zero(row + to, width - to);
       }
     }
-  }
+  };
+  const auto bytes_out = static_cast<std::size_t>(items * planes_per_item * height * width) * sizeof(Out);
+  for_item_ranges(items, bytes_out, [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < last; ++i) cut(i);
+  });
 }
 
 /// An element of `Size` bytes: the kernels that only move data treat every type as one of these
@@ -196,7 +202,12 @@ inline at::Tensor cut_and_normalize(const at::Tensor& x, const NormalizedPixels&
   const float* table = pixels.table.data();
   crop_into(x.data_ptr<std::uint8_t>(), out.data_ptr<float>(), x, window,
             [table](float* to, const std::uint8_t* from, int64_t count, int64_t step) {
-              for (int64_t c = 0; c < count; ++c) to[c] = table[from[c * step]];
+              // Each direction a loop of its own: with the step known, one runs a quarter faster.
+              if (step == 1) {
+                for (int64_t c = 0; c < count; ++c) to[c] = table[from[c]];
+              } else {
+                for (int64_t c = 0; c < count; ++c) to[c] = table[from[-c]];
+              }
             });
   return out;
 }
@@ -208,12 +219,18 @@ inline DeferredTensor deferred_normalize(at::Tensor x, const PixelTable& table) 
             const auto& pixels = std::any_cast<const NormalizedPixels&>(d.recipe);
             if (pixels.flipped.defined())
               return cut_and_normalize(d.input, pixels, Window::whole(d.input, nullptr));
-            // Nothing to move: one flat loop, through a table of its own (that no store can alias).
+            // Nothing to move: one flat loop per range of items, through a table of its own (that
+            // no store can alias).
             const PixelTable table = pixels.table;
             at::Tensor out = BufferPool::empty(d.input.sizes(), d.input.options().dtype(at::kFloat));
             const auto* in = d.input.data_ptr<std::uint8_t>();
             auto* o = out.data_ptr<float>();
-            for (int64_t i = 0; i < d.input.numel(); ++i) o[i] = table[in[i]];
+            const int64_t per_item = d.input.numel() / d.input.size(0);
+            for_item_ranges(d.input.size(0), static_cast<std::size_t>(out.numel()) * sizeof(float),
+                            [&](int64_t first, int64_t last) {
+                              for (int64_t e = first * per_item; e < last * per_item; ++e)
+                                o[e] = table[in[e]];
+                            });
             return out;
           }};
 }
