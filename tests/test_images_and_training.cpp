@@ -158,8 +158,9 @@ TEST_CASE("normalize, flip and crop give the same batches on their one-pass and 
 }
 
 TEST_CASE("a batch large enough to split over the arena gives what one thread gives", "[images][parallel]") {
-  // 300 items of 2 x 28 x 28 uint8: the gather (470 KB) and the kernels' outputs (floats, 1.6 MB)
-  // are split into ranges of items on the run's arena when the budget has room.
+  // Batches of 300 and 100 items of 2 x 28 x 28 uint8: a batch of 300's gather (470 KB) and the
+  // kernels' outputs (1.5 to 1.9 MB of floats) are split into ranges of items on the run's arena
+  // when the budget has room.
   torch::manual_seed(9);
   const auto images = torch::randint(0, 256, {400, 2, 28, 28}).to(torch::kByte);
   bp::Dataset<StridedImages> dataset(400, {{"images", images}});
@@ -172,7 +173,9 @@ TEST_CASE("a batch large enough to split over the arena gives what one thread gi
                               .flip(0.5)
                               .strided()
                               .crop(26, 24, 2);
-  const auto flat = dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f).flip(0.5);
+  const auto flipped = dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f).flip(0.5);
+  const auto normalized = dataset.pipeline().normalize(0.2f, 0.3f, 1 / 255.f);  // the flat loop
+  const auto normalized_by_tensor_ops = dataset.pipeline().strided().normalize(0.2f, 0.3f, 1 / 255.f);
   auto images_of = [](const bp::Pipeline<StridedImages>& pipeline, std::size_t threads,
                       std::size_t prefetch) {
     std::vector<torch::Tensor> out;
@@ -185,7 +188,10 @@ TEST_CASE("a batch large enough to split over the arena gives what one thread gi
     CAPTURE(threads, prefetch);
     CHECK(torch::equal(images_of(one_pass, threads, prefetch), images_of(one_pass, 1, 0)));
     CHECK(torch::equal(images_of(moved, threads, prefetch), images_of(moved, 1, 0)));
-    CHECK(torch::equal(images_of(flat, threads, prefetch), images_of(flat, 1, 0)));
+    CHECK(torch::equal(images_of(flipped, threads, prefetch), images_of(flipped, 1, 0)));
+    CHECK(torch::equal(images_of(normalized, threads, prefetch), images_of(normalized, 1, 0)));
+    CHECK(torch::allclose(images_of(normalized, threads, prefetch),
+                          images_of(normalized_by_tensor_ops, threads, prefetch), 0, 1e-6));
     CHECK(torch::allclose(images_of(one_pass, threads, prefetch), images_of(tensor_ops, threads, prefetch), 0,
                           1e-6));
   }
@@ -229,20 +235,39 @@ TEST_CASE("item ranges cover every item once, split only where the arena and the
   CHECK(ranges_of(2, 1000, bp::detail::kMinBytesPerItemRange).size() == 1);           // too little work
   CHECK(ranges_of(2, 1, large) == std::vector<std::pair<int64_t, int64_t>>{{0, 1}});  // one item
   CHECK(covers(ranges_of(2, 7, large), 7));
+  // On a worker while the consumer's steps hold the cores (the flag its run points it at), a
+  // kernel runs on the worker alone.
+  std::atomic<bool> steps_running{true};
+  {
+    const bp::detail::HoldItemRangesWhile hold(&steps_running);
+    CHECK(ranges_of(2, 1000, large).size() == 1);
+    steps_running = false;
+    CHECK(covers(ranges_of(2, 1000, large), 1000));
+    CHECK(ranges_of(2, 1000, large).size() >= 2);
+  }
+  CHECK(bp::detail::item_ranges_held == nullptr);
 
-  // The dataset's gather: what index_select gives, for any dtype and shape; non-contiguous data
-  // and rows that do not exist go to index_select (its error).
+  // The dataset's gather: what index_select gives, for any dtype and shape, from a storage
+  // offset too; non-contiguous data, conjugate views, tensors that need a gradient and rows that
+  // do not exist go to index_select (its error).
   using bp::detail::gather_rows;
   const std::vector<int64_t> rows = {3, 0, 3, 9, 5};
   const auto positions = torch::tensor(rows);
-  for (const auto& data : {torch::randn({10, 3, 4}), torch::randint(0, 256, {10, 7}).to(torch::kByte),
-                           torch::randn({10}, torch::kDouble), torch::randn({10, 2}) > 0,
-                           torch::randn({10, 0}), torch::randn({4, 10}).t()}) {
-    CAPTURE(data.sizes(), data.scalar_type());
+  const auto values = [](const torch::Tensor& x) {  // comparable by torch::equal, whatever the dtype
+    return x.is_complex() ? torch::view_as_real(x.resolve_conj()) : x;
+  };
+  for (const auto& data :
+       {torch::randn({10, 3, 4}), torch::randint(0, 256, {10, 7}).to(torch::kByte),
+        torch::randn({10}, torch::kDouble), torch::randn({10, 2}) > 0, torch::randn({10, 0}),
+        torch::randn({4, 10}).t(), torch::randn({12, 3}).narrow(0, 2, 10),
+        torch::randn({10, 2}, torch::kComplexFloat), torch::randn({10, 2}, torch::kComplexFloat).conj()}) {
+    CAPTURE(data.sizes(), data.scalar_type(), data.is_conj());
     const auto gathered = gather_rows(data, rows);
     CHECK(gathered.sizes() == data.index_select(0, positions).sizes());
-    CHECK(torch::equal(gathered, data.index_select(0, positions)));
+    CHECK(torch::equal(values(gathered), values(data.index_select(0, positions))));
   }
+  const auto weights = torch::randn({10, 3}, torch::requires_grad());
+  CHECK(gather_rows(weights, rows).requires_grad());
   CHECK(gather_rows(torch::randn({10, 3}), {}).sizes() == std::vector<int64_t>{0, 3});
   const std::vector<int64_t> missing = {1, 10};
   CHECK_THROWS(gather_rows(torch::randn({10, 3}), missing));

@@ -219,15 +219,15 @@ inline DeferredTensor deferred_normalize(at::Tensor x, const PixelTable& table) 
             const auto& pixels = std::any_cast<const NormalizedPixels&>(d.recipe);
             if (pixels.flipped.defined())
               return cut_and_normalize(d.input, pixels, Window::whole(d.input, nullptr));
-            // Nothing to move: one flat loop per range of items, through a table of its own (that
-            // no store can alias).
-            const PixelTable table = pixels.table;
+            // Nothing to move: one flat loop per range of items, each through a table of its own
+            // (that no store can alias).
             at::Tensor out = BufferPool::empty(d.input.sizes(), d.input.options().dtype(at::kFloat));
             const auto* in = d.input.data_ptr<std::uint8_t>();
             auto* o = out.data_ptr<float>();
             const int64_t per_item = d.input.numel() / d.input.size(0);
             for_item_ranges(d.input.size(0), static_cast<std::size_t>(out.numel()) * sizeof(float),
                             [&](int64_t first, int64_t last) {
+                              const PixelTable table = pixels.table;
                               for (int64_t e = first * per_item; e < last * per_item; ++e)
                                 o[e] = table[in[e]];
                             });

@@ -19,6 +19,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -29,39 +30,65 @@ namespace batchpipe::detail {
 /// Bytes written by one range at least: below that, waking a thread costs more than it saves.
 inline constexpr std::size_t kMinBytesPerItemRange = std::size_t{64} << 10;
 
+/// While the flag this points to is set, passes on this thread run on it alone. A batch task on
+/// a worker points it at its run's "the consumer's steps hold the cores" flag (prefetcher.hpp):
+/// a worker in the middle of a kernel when the steps begin finishes it without calling idle
+/// threads to the arena, as TaskGate keeps the workers from starting anything new.
+inline thread_local const std::atomic<bool>* item_ranges_held = nullptr;
+
+/// Points item_ranges_held at `flag` on this thread for the object's lifetime (then puts back
+/// what it was: runs nest).
+class HoldItemRangesWhile {
+ public:
+  explicit HoldItemRangesWhile(const std::atomic<bool>* flag) : before_(item_ranges_held) {
+    item_ranges_held = flag;
+  }
+  ~HoldItemRangesWhile() { item_ranges_held = before_; }
+  HoldItemRangesWhile(const HoldItemRangesWhile&) = delete;
+  HoldItemRangesWhile& operator=(const HoldItemRangesWhile&) = delete;
+
+ private:
+  const std::atomic<bool>* before_;
+};
+
 /// Calls `f(first, last)` on ranges that together cover the items [0, items) once each, in
 /// parallel on the current arena when the pass writes `bytes` in all and there is room to split.
 /// Isolated: a thread waiting for the other ranges runs only these ranges, never a whole batch
-/// task of the arena (which would hold this batch up for as long as that one takes).
+/// task of the arena (which would hold this batch up for as long as that one takes). In a
+/// context of its own: a cancellation of the batch's task group (the task's, or an action's)
+/// cannot skip ranges and leave the output partly unwritten. `f` must not throw.
 template <class F>
 void for_item_ranges(int64_t items, std::size_t bytes, const F& f) {
   const auto ranges = static_cast<int64_t>(
       std::min<std::size_t>(static_cast<std::size_t>(std::max(1, tbb::this_task_arena::max_concurrency())),
                             bytes / kMinBytesPerItemRange));
-  if (ranges < 2 || items < 2) {
+  const bool held = item_ranges_held && item_ranges_held->load(std::memory_order_acquire);
+  if (ranges < 2 || items < 2 || held) {
     f(int64_t{0}, items);
     return;
   }
-  const int64_t grain = std::max<int64_t>(1, items / ranges);
+  // Rounded up, so that the partitioner stops at `ranges` ranges rather than splitting one more.
+  const int64_t grain = (items + ranges - 1) / ranges;
+  tbb::task_group_context own_context(tbb::task_group_context::isolated);
   tbb::this_task_arena::isolate([&] {
     tbb::parallel_for(
         tbb::blocked_range<int64_t>(0, items, grain),
         [&](const tbb::blocked_range<int64_t>& range) { f(range.begin(), range.end()); },
-        tbb::simple_partitioner{});
+        tbb::simple_partitioner{}, own_context);
   });
 }
 
 /// The rows `rows` of `data` (rows along the first dimension), as index_select(0, rows) gives
 /// them: copied row by row on the arena (for_item_ranges) where `data` is a contiguous CPU tensor
-/// of a plain dtype and every row exists; by index_select otherwise (other devices and layouts,
-/// and the error for a row that does not exist).
+/// of a plain dtype that needs no gradient and every row exists; by index_select otherwise (other
+/// devices and layouts, autograd, and the error for a row that does not exist).
 inline at::Tensor gather_rows(const at::Tensor& data, std::span<const int64_t> rows) {
   const auto count = static_cast<int64_t>(rows.size());
   const bool plain = data.device().is_cpu() && data.layout() == at::kStrided && data.dim() >= 1 &&
-                     data.is_contiguous() && !data.is_quantized() && !data.is_conj() && !data.is_neg();
-  const bool every_row_exists =
-      std::all_of(rows.begin(), rows.end(), [&](int64_t row) { return row >= 0 && row < data.size(0); });
-  if (!plain || !every_row_exists) {
+                     data.is_contiguous() && !data.is_quantized() && !data.is_conj() && !data.is_neg() &&
+                     !data.requires_grad();
+  const auto row_exists = [&](int64_t row) { return row >= 0 && row < data.size(0); };
+  if (!plain || !std::all_of(rows.begin(), rows.end(), row_exists)) {
     const at::Tensor positions = at::empty({count}, at::kLong);
     std::copy(rows.begin(), rows.end(), positions.data_ptr<int64_t>());
     return data.index_select(0, positions.to(data.device()));

@@ -26,6 +26,7 @@
 #include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
+#include <batchpipe/detail/item_ranges.hpp>
 #include <batchpipe/detail/thread_budget.hpp>
 
 #include <oneapi/tbb/global_control.h>
@@ -69,6 +70,9 @@ class TaskGate {
     cancelled_.store(true, std::memory_order_relaxed);
     wake_all();
   }
+
+  /// Set while the consumer's steps hold the cores (only where workers hold back).
+  const std::atomic<bool>* steps_running_flag() const noexcept { return &steps_running_; }
 
   /// Closes the gate for the workers while the consumer's steps run (when `hold` is set).
   class StepsRunning {
@@ -340,6 +344,8 @@ class Prefetcher {
       // Nor does it wait for the steps: it may be inside one (a step that waits for oneTBB work).
       const bool on_worker = std::this_thread::get_id() != consumer_thread_.load();
       if (on_worker) set_intra_op_threads(static_cast<int>(budget_.worker_intra_op));
+      // Nor, on a worker, do its kernels split a pass over the arena while the steps run.
+      const HoldItemRangesWhile hold(on_worker ? gate_.steps_running_flag() : item_ranges_held);
       value.emplace(work_(std::move(slot.plan), BeforeAction(gate_, on_worker)));
     } catch (...) {
       error = std::current_exception();
