@@ -15,6 +15,7 @@
 #define BATCHPIPE_TEST_SANITIZED 0
 #endif
 
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -96,6 +97,11 @@ struct GatedBatch : bp::Batch<GatedBatch> {
     const int during = probe.actions_started - before;
     if (during > 0) ++probe.steps_with_overlap;
     probe.most_during_a_step = std::max(probe.most_during_a_step.load(), during);
+  }
+  // The same wait inside WorkersMayPrepare, as an optimizer's update is in train_step.
+  ACTION(step_with_an_update, .singleton = true)(StepProbe& probe, int ms) {
+    const bp::WorkersMayPrepare update;
+    step(probe, ms, true);
   }
 };
 
@@ -410,6 +416,25 @@ TEST_CASE("workers hold back while the consumer's steps take every core, not oth
     // A worker that passed the gate just before a step began runs that one action; never more.
     CHECK(probe.most_during_a_step <= 1);
   }
+  SECTION("inside WorkersMayPrepare they make batches") {
+    if (tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism) < 2) return;
+    StepProbe probe;
+    // One intra-op thread on the consumer with a budget of 2 leaves a core free for the update,
+    // whatever the BLAS; the workers still hold back during the steps, as asked.
+    const bp::RunOptions options{
+        .batch_size = 2, .prefetch = 2, .threads = 2, .intra_op_threads = 1, .prepare_during_steps = false};
+    bp::Dataset<GatedBatch>(40)
+        .pipeline()
+        .prepare(probe)
+        .prepare(probe)
+        .prepare(probe)
+        .step_with_an_update(probe, 500)
+        .run(options);
+    CHECK(probe.steps_with_overlap >= 1);
+    // Outside a run's steps it does nothing.
+    const bp::WorkersMayPrepare outside;
+    CHECK(bp::detail::steps_preparation_switch == nullptr);
+  }
   SECTION("asked to, the workers make batches beside the steps") {
     // Needs a oneTBB worker beside the consumer.
     if (tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism) < 2) return;
@@ -418,6 +443,42 @@ TEST_CASE("workers hold back while the consumer's steps take every core, not oth
         .run({.batch_size = 2, .prefetch = 2, .threads = 2, .prepare_during_steps = true});
     CHECK(probe.steps_with_overlap >= 1);
   }
+}
+
+TEST_CASE("while a step lets the workers prepare, actions that use a model still wait", "[execution]") {
+  bp::detail::TaskGate gate;
+  const auto worker_action = [&gate](bool uses_model) {
+    return std::async(std::launch::async, [&gate, uses_model] { gate.before_action(true, uses_model); });
+  };
+  // Futures declared before the steps that hold them: a future's destructor waits for its action.
+  std::future<void> first, with_model, not_freed;
+  {
+    const bp::detail::TaskGate::StepsRunning steps(gate, true, true);
+    REQUIRE(bp::detail::steps_preparation_switch == &gate);
+    first = worker_action(false);
+    CHECK(first.wait_for(50ms) == std::future_status::timeout);  // the steps hold the cores
+    {
+      const bp::WorkersMayPrepare update;
+      CHECK(first.wait_for(5s) == std::future_status::ready);  // an action without a model goes on
+      with_model = worker_action(true);
+      CHECK(with_model.wait_for(50ms) == std::future_status::timeout);  // one with a model waits
+    }
+    first = worker_action(false);
+    CHECK(first.wait_for(50ms) == std::future_status::timeout);  // the update over: all wait again
+    gate.before_action(false, true);                             // the consumer never waits
+  }
+  CHECK(bp::detail::steps_preparation_switch == nullptr);
+  CHECK(with_model.wait_for(5s) == std::future_status::ready);  // the steps over: everything goes on
+  CHECK(first.wait_for(5s) == std::future_status::ready);
+  {
+    // Where the consumer's kernels take every core, a step frees nothing.
+    const bp::detail::TaskGate::StepsRunning steps(gate, true, false);
+    CHECK(bp::detail::steps_preparation_switch == nullptr);
+    const bp::WorkersMayPrepare update;
+    not_freed = worker_action(false);
+    CHECK(not_freed.wait_for(50ms) == std::future_status::timeout);
+  }
+  CHECK(not_freed.wait_for(5s) == std::future_status::ready);
 }
 
 TEST_CASE("a note tells when OpenBLAS runs generic kernels on a CPU that has better ones", "[execution]") {

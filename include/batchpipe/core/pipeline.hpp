@@ -570,9 +570,9 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const bool on_worker = before_action && before_action->on_worker();
     const detail::Step<B>* last_applied = nullptr;
     for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
-      if (before_action) (*before_action)();
-      if (!applies(run.probability[i], batch_seed, i)) continue;
       const detail::Step<B>& step = *run.steps[i];
+      if (before_action) (*before_action)(!step.action->info.model.empty());
+      if (!applies(run.probability[i], batch_seed, i)) continue;
       const auto started =
           run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
       // What the range's last action left deferred is made before the batch leaves, timed as its.

@@ -27,6 +27,7 @@
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/item_ranges.hpp>
+#include <batchpipe/detail/step_phases.hpp>
 #include <batchpipe/detail/thread_budget.hpp>
 
 #include <oneapi/tbb/global_control.h>
@@ -56,14 +57,29 @@ struct cancelled_run {};
 /// down, and whether the consumer is running its steps (a singleton action and those after it)
 /// on every core of the budget. Then a worker waits, asleep, until the steps end: a batch made
 /// ahead would take a core from the steps' kernels (OpenBLAS's threads, which busy-wait for each
-/// other, then stall for a whole time slice), and the steps set the run's pace.
-class TaskGate {
+/// other, then stall for a whole time slice), and the steps set the run's pace. A stretch of a
+/// step whose kernels use the consumer's thread alone (an optimizer's update; WorkersMayPrepare)
+/// lets them start actions that use no model meanwhile (one that does could read parameters as
+/// the update writes them).
+class TaskGate final : public PreparationSwitch {
  public:
   /// Throws cancelled_run once the stream is being torn down; on a worker, first waits while the
-  /// consumer's steps hold the cores.
-  void before_action(bool on_worker) const {
-    if (on_worker && steps_running_.load(std::memory_order_acquire)) wait_for_steps();
+  /// consumer's steps hold the cores (for an action that uses a model, `uses_model`, also while
+  /// they leave cores free for preparation).
+  void before_action(bool on_worker, bool uses_model) const {
+    if (on_worker && held(uses_model)) wait_for_steps(uses_model);
     if (cancelled_.load(std::memory_order_relaxed)) throw cancelled_run{};
+  }
+
+  bool allow_preparation(bool allowed) override {
+    bool before = false;
+    {
+      // Under the mutex, as end_steps, so that a worker about to wait cannot miss the wake-up.
+      std::scoped_lock lock(mutex_);
+      before = preparation_allowed_.exchange(allowed, std::memory_order_acq_rel);
+    }
+    if (allowed) wake_.notify_all();
+    return before;
   }
 
   void cancel() {
@@ -74,28 +90,40 @@ class TaskGate {
   /// Set while the consumer's steps hold the cores (only where workers hold back).
   const std::atomic<bool>* steps_running_flag() const noexcept { return &steps_running_; }
 
-  /// Closes the gate for the workers while the consumer's steps run (when `hold` is set).
+  /// Closes the gate for the workers while the consumer's steps run (when `hold` is set), and
+  /// where `may_free_cores` is set too, gives the consumer's thread the gate as its
+  /// steps_preparation_switch meanwhile.
   class StepsRunning {
    public:
-    StepsRunning(TaskGate& gate, bool hold) : gate_(hold ? &gate : nullptr) {
-      if (gate_) gate_->steps_running_.store(true, std::memory_order_release);
+    StepsRunning(TaskGate& gate, bool hold, bool may_free_cores)
+        : gate_(hold ? &gate : nullptr), switch_before_(steps_preparation_switch) {
+      if (!gate_) return;
+      gate_->steps_running_.store(true, std::memory_order_release);
+      // A run nested in a step of this one (its own steps set their own) gets no switch of ours.
+      steps_preparation_switch = may_free_cores ? gate_ : nullptr;
     }
     ~StepsRunning() {
-      if (gate_) gate_->end_steps();
+      if (!gate_) return;
+      steps_preparation_switch = switch_before_;
+      gate_->end_steps();
     }
     StepsRunning(const StepsRunning&) = delete;
     StepsRunning& operator=(const StepsRunning&) = delete;
 
    private:
     TaskGate* gate_;
+    PreparationSwitch* switch_before_;
   };
 
  private:
-  void wait_for_steps() const {
+  bool held(bool uses_model) const {
+    return steps_running_.load(std::memory_order_acquire) &&
+           (uses_model || !preparation_allowed_.load(std::memory_order_acquire));
+  }
+
+  void wait_for_steps(bool uses_model) const {
     std::unique_lock lock(mutex_);
-    wake_.wait(lock, [&] {
-      return !steps_running_.load(std::memory_order_relaxed) || cancelled_.load(std::memory_order_relaxed);
-    });
+    wake_.wait(lock, [&] { return !held(uses_model) || cancelled_.load(std::memory_order_relaxed); });
   }
 
   void end_steps() {
@@ -103,6 +131,7 @@ class TaskGate {
       // Under the mutex, so that a worker between its check and its wait cannot miss the wake-up.
       std::scoped_lock lock(mutex_);
       steps_running_.store(false, std::memory_order_relaxed);
+      preparation_allowed_.store(false, std::memory_order_relaxed);
     }
     wake_.notify_all();
   }
@@ -114,6 +143,7 @@ class TaskGate {
 
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> steps_running_{false};
+  std::atomic<bool> preparation_allowed_{false};  // only while steps_running_
   mutable std::mutex mutex_;
   mutable std::condition_variable wake_;
 };
@@ -122,7 +152,8 @@ class TaskGate {
 class BeforeAction {
  public:
   BeforeAction(const TaskGate& gate, bool on_worker) : gate_(&gate), on_worker_(on_worker) {}
-  void operator()() const { gate_->before_action(on_worker_); }
+  /// Before an action; `uses_model` when it works with a model.
+  void operator()(bool uses_model = false) const { gate_->before_action(on_worker_, uses_model); }
   /// True when the batch is made on one of oneTBB's workers, not on the consumer's thread.
   bool on_worker() const noexcept { return on_worker_; }
 
@@ -153,6 +184,7 @@ class Prefetcher {
         budget_(ThreadBudget::from(options)),
         hold_workers_during_steps_(prefetch_ > 0 &&
                                    !options.prepare_during_steps.value_or(!budget_.steps_take_every_core())),
+        steps_may_free_cores_(budget_.consumer_intra_op < budget_.total),
         arena_(arena_size(prefetch_, budget_), 1),
         profiler_(std::move(profiler)) {}
 
@@ -175,7 +207,7 @@ class Prefetcher {
       }
       std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
       if (value && finish_) {
-        const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_);
+        const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_, steps_may_free_cores_);
         on_consumer([&] { finish_(*value); });
       }
       return value;
@@ -196,7 +228,7 @@ class Prefetcher {
       consumer_.emplace(budget_);
       consumer_thread_.store(std::this_thread::get_id());
     }
-    const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_);
+    const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_, steps_may_free_cores_);
     on_consumer(f);
   }
 
@@ -389,6 +421,9 @@ class Prefetcher {
   // Whether workers hold back during the consumer's steps: by default when those take every
   // core of the budget (RunOptions::prepare_during_steps decides otherwise), with prefetch.
   bool hold_workers_during_steps_;
+  // Whether LibTorch's own kernels on the consumer leave cores of the budget free, so that a
+  // stretch of a step without matrix products (WorkersMayPrepare) can let the workers prepare.
+  bool steps_may_free_cores_;
   tbb::task_arena arena_;
   // The run's settings on the consumer's thread and OpenBLAS's pool: from the first batch asked
   // for to the run's end.

@@ -3,6 +3,7 @@
 /// @brief Helpers for the common model-based actions on LibTorch models: a model descriptor
 /// holding a module and its optimizer, a training step, predict, and evaluate into a variable.
 
+#include <batchpipe/core/parallel.hpp>
 #include <batchpipe/core/variables.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -41,7 +42,8 @@ inline at::Tensor cross_entropy_loss(const at::Tensor& output, const at::Tensor&
 using LossFunction = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
 
 /// @brief One optimisation step: forward, loss, backward, optimizer step. Returns the loss.
-/// Puts the module in training mode. Call it from a singleton action.
+/// Puts the module in training mode. Call it from a singleton action. With prefetch, the workers
+/// prepare batches during the optimizer's update (WorkersMayPrepare).
 template <class Module, class Optimizer>
 double train_step(Module& module, Optimizer& optimizer, const at::Tensor& inputs, const at::Tensor& targets,
                   const LossFunction& loss_function = cross_entropy_loss) {
@@ -49,7 +51,10 @@ double train_step(Module& module, Optimizer& optimizer, const at::Tensor& inputs
   optimizer.zero_grad();
   at::Tensor loss = loss_function(module->forward(inputs), targets);
   loss.backward();
-  optimizer.step();
+  {
+    const WorkersMayPrepare during_the_update;
+    optimizer.step();
+  }
   return loss.template item<double>();
 }
 
