@@ -316,8 +316,12 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
         detail::access::components(batch).insert_or_assign(name, std::move(found->second));
       }
     };
-    return with_step(std::make_shared<const detail::Step<B>>(
-        detail::Step<B>{&detail::builtin_entry<B>("join"), std::move(apply)}));
+    const bool joins_a_model = std::any_of(other.steps_.begin(), other.steps_.end(),
+                                           [](const auto& step) { return step->uses_model(); });
+    return with_step(
+        std::make_shared<const detail::Step<B>>(detail::Step<B>{.action = &detail::builtin_entry<B>("join"),
+                                                                .apply = std::move(apply),
+                                                                .joins_a_model = joins_a_model}));
   }
   /// join(pipeline, components) with a dataset's batches as they are made (no actions).
   template <class C>
@@ -539,7 +543,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// is created.
   static B make_batch(const Dataset<B>& dataset, const RunSteps& run, const detail::RunContextPtr& context,
                       const detail::BatchPlan& plan, const detail::BeforeAction& before_action) {
-    before_action();
+    before_action(false);
     const auto started =
         run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
     std::optional<B> made;
@@ -571,7 +575,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     const detail::Step<B>* last_applied = nullptr;
     for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
       const detail::Step<B>& step = *run.steps[i];
-      if (before_action) (*before_action)(!step.action->info.model.empty());
+      if (before_action) (*before_action)(step.uses_model());
       if (!applies(run.probability[i], batch_seed, i)) continue;
       const auto started =
           run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};

@@ -46,6 +46,11 @@ struct Step {
   /// Not an action but a re-cut of the stream into batches of this many items (Pipeline::rebatch);
   /// 0 for an action.
   std::size_t rebatch_size = 0;
+  /// A join whose joined pipeline has actions that work with a model (Pipeline::join).
+  bool joins_a_model = false;
+
+  /// Whether the step works with a model: its action's (`.model`), or a joined pipeline's.
+  bool uses_model() const { return joins_a_model || !action->info.model.empty(); }
 };
 
 template <class B>

@@ -60,7 +60,7 @@ struct cancelled_run {};
 /// other, then stall for a whole time slice), and the steps set the run's pace. A stretch of a
 /// step whose kernels use the consumer's thread alone (an optimizer's update; WorkersMayPrepare)
 /// lets them start actions that use no model meanwhile (one that does could read parameters as
-/// the update writes them).
+/// the update writes them; one already under way when the steps began runs on, as at any step).
 class TaskGate final : public PreparationSwitch {
  public:
   /// Throws cancelled_run once the stream is being torn down; on a worker, first waits while the
@@ -97,15 +97,14 @@ class TaskGate final : public PreparationSwitch {
    public:
     StepsRunning(TaskGate& gate, bool hold, bool may_free_cores)
         : gate_(hold ? &gate : nullptr), switch_before_(steps_preparation_switch) {
-      if (!gate_) return;
-      gate_->steps_running_.store(true, std::memory_order_release);
-      // A run nested in a step of this one (its own steps set their own) gets no switch of ours.
-      steps_preparation_switch = may_free_cores ? gate_ : nullptr;
+      // Set whether or not this run holds its workers: the steps of a run nested in a step of
+      // another (at prefetch 0, say) must not open the outer run's gate, whose budget is not theirs.
+      steps_preparation_switch = gate_ && may_free_cores ? gate_ : nullptr;
+      if (gate_) gate_->steps_running_.store(true, std::memory_order_release);
     }
     ~StepsRunning() {
-      if (!gate_) return;
       steps_preparation_switch = switch_before_;
-      gate_->end_steps();
+      if (gate_) gate_->end_steps();
     }
     StepsRunning(const StepsRunning&) = delete;
     StepsRunning& operator=(const StepsRunning&) = delete;
@@ -152,8 +151,8 @@ class TaskGate final : public PreparationSwitch {
 class BeforeAction {
  public:
   BeforeAction(const TaskGate& gate, bool on_worker) : gate_(&gate), on_worker_(on_worker) {}
-  /// Before an action; `uses_model` when it works with a model.
-  void operator()(bool uses_model = false) const { gate_->before_action(on_worker_, uses_model); }
+  /// Before an action; `uses_model` when it works with a model (false before a batch is made).
+  void operator()(bool uses_model) const { gate_->before_action(on_worker_, uses_model); }
   /// True when the batch is made on one of oneTBB's workers, not on the consumer's thread.
   bool on_worker() const noexcept { return on_worker_; }
 
