@@ -266,6 +266,14 @@ TEST_CASE("item ranges cover every item once, split only where the arena and the
     CHECK(gathered.sizes() == data.index_select(0, positions).sizes());
     CHECK(torch::equal(values(gathered), values(data.index_select(0, positions))));
   }
+  // Many rows, short and longer than what is fetched ahead of each copy, over split ranges.
+  for (const int64_t row_bytes : {800, 3000}) {
+    CAPTURE(row_bytes);
+    const auto source = torch::randint(0, 256, {1000, row_bytes}).to(torch::kByte);
+    std::vector<int64_t> many(300);
+    for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<int64_t>((i * 7919) % 1000);
+    CHECK(torch::equal(gather_rows(source, many), source.index_select(0, torch::tensor(many))));
+  }
   const auto weights = torch::randn({10, 3}, torch::requires_grad());
   CHECK(gather_rows(weights, rows).requires_grad());
   CHECK(gather_rows(torch::randn({10, 3}), {}).sizes() == std::vector<int64_t>{0, 3});

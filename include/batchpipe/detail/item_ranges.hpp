@@ -79,6 +79,26 @@ void for_item_ranges(int64_t items, std::size_t bytes, const F& f) {
   });
 }
 
+/// How many rows ahead gather_rows asks for the memory of the row it will copy: rows drawn at
+/// random from a dataset larger than the caches come from main memory, and one row at a time
+/// each copy waits out the latency before the next starts. Asked for 8 rows ahead, a gather of
+/// 256 Fashion-MNIST rows (784 bytes) after a training step evicted the caches took 9-10 us on one
+/// core instead of 23-24.
+inline constexpr int64_t kRowsFetchedAhead = 8;
+
+/// Hints the CPU to bring the first bytes of [p, p + bytes) (1 KiB at most: the hardware's own
+/// prefetcher follows a longer row once its start is read) into the cache; no effect on results.
+inline void prefetch_start_of(const unsigned char* p, std::size_t bytes) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr std::size_t kCacheLine = 64, kMostBytes = 1024;
+  for (std::size_t offset = 0; offset < std::min(bytes, kMostBytes); offset += kCacheLine)
+    __builtin_prefetch(p + offset);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 /// The rows `rows` of `data` (rows along the first dimension), as index_select(0, rows) gives
 /// them: copied row by row on the arena (for_item_ranges) where `data` is a contiguous CPU tensor
 /// of a plain dtype that needs no gradient and every row exists; by index_select otherwise (other
@@ -102,10 +122,13 @@ inline at::Tensor gather_rows(const at::Tensor& data, std::span<const int64_t> r
   if (row_bytes == 0) return out;
   const auto* from = static_cast<const unsigned char*>(data.data_ptr());
   auto* to = static_cast<unsigned char*>(out.data_ptr());
+  const auto source = [&](int64_t i) {
+    return from + static_cast<std::size_t>(rows[static_cast<std::size_t>(i)]) * row_bytes;
+  };
   for_item_ranges(count, row_bytes * rows.size(), [&](int64_t first, int64_t last) {
     for (int64_t i = first; i < last; ++i) {
-      std::memcpy(to + static_cast<std::size_t>(i) * row_bytes,
-                  from + static_cast<std::size_t>(rows[static_cast<std::size_t>(i)]) * row_bytes, row_bytes);
+      if (i + kRowsFetchedAhead < last) prefetch_start_of(source(i + kRowsFetchedAhead), row_bytes);
+      std::memcpy(to + static_cast<std::size_t>(i) * row_bytes, source(i), row_bytes);
     }
   });
   return out;
