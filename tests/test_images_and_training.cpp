@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -279,6 +281,30 @@ TEST_CASE("item ranges cover every item once, split only where the arena and the
   CHECK(gather_rows(torch::randn({10, 3}), {}).sizes() == std::vector<int64_t>{0, 3});
   const std::vector<int64_t> missing = {1, 10};
   CHECK_THROWS(gather_rows(torch::randn({10, 3}), missing));
+}
+
+TEST_CASE("normalize's pixel map gives the same floats four at a time and one by one", "[images]") {
+  const float mean = 0.2860f, std = 0.3530f, scale = 1 / 255.f;
+  const auto map = bp::detail::pixel_map(mean, std, scale);
+  for (int v = 0; v < 256; ++v) {  // near what the tensor operations give
+    CAPTURE(v);
+    CHECK(std::abs(map.table[static_cast<std::size_t>(v)] - (static_cast<float>(v) * scale - mean) / std) <=
+          1e-6f);
+  }
+  // Every pixel value, in rows of every length modulo 4 (vectors and what is left after them),
+  // read forwards and backwards (flipped rows): each float is the table's.
+  std::vector<std::uint8_t> pixels(259);
+  for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<std::uint8_t>(i * 7);
+  for (const int64_t count : {0, 1, 3, 4, 5, 6, 7, 8, 259}) {
+    CAPTURE(count);
+    std::vector<float> forwards(static_cast<std::size_t>(count)), backwards(forwards.size());
+    bp::detail::map_pixels(forwards.data(), pixels.data(), count, 1, map);
+    if (count > 0) bp::detail::map_pixels(backwards.data(), pixels.data() + count - 1, count, -1, map);
+    for (std::size_t c = 0; c < forwards.size(); ++c) {
+      CHECK(forwards[c] == map.table[pixels[c]]);
+      CHECK(backwards[c] == map.table[pixels[forwards.size() - 1 - c]]);
+    }
+  }
 }
 
 TEST_CASE("normalize's floats are made by the crop after it, and are the same when read first", "[images]") {

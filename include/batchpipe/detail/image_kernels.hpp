@@ -8,11 +8,10 @@
 // (crop_into): flip is a crop of the whole image with the items' flips, and a deferred result
 // read before a crop is made by one.
 // flip and crop move data and give exactly what the tensor operations give; normalize computes
-// the same float operations in the same order (LibTorch may turn a division by a scalar into a
-// multiplication, so the two paths can differ in the last bit), and gives the same floats
-// whether a crop folds it in or not. Which path a batch takes does not depend on prefetch or
-// threads, so a seed still gives one result. Other devices and layouts take the tensor
-// operations.
+// `v * (scale / std) - mean / std` (PixelMap), within a few units in the last place of the tensor
+// operations' floats, and gives the same floats whether a crop folds it in or not. Which path a batch takes
+// does not depend on prefetch or threads, so a seed still gives one result. Other devices and layouts take
+// the tensor operations.
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/detail/buffer_pool.hpp>
@@ -30,6 +29,9 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace batchpipe::detail {
 
@@ -165,21 +167,71 @@ inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
   return cut_items(x, Window::whole(x, flipped), "flip");
 }
 
-/// The 256 results of `(v * scale - mean) / std` for uint8 pixels v, each computed as the tensor
-/// operations do (multiply, subtract, divide).
-using PixelTable = std::array<float, 256>;
+/// normalize's `(v * scale - mean) / std` of uint8 pixels v as the one-pass kernels compute it:
+/// `v * slope + offset` with slope = scale / std and offset = -mean / std, the product rounded
+/// before the sum (never one fused multiply-add, whatever the build's flags). Four pixels at a
+/// time in SSE2 vectors (x86-64's baseline): a crop of 256 Fashion-MNIST images takes 45 us on
+/// one core where a table lookup per pixel took 70 (the division per pixel, 80 to 110). The
+/// table holds the same 256 values, made by the same vector code, for the pixels outside a
+/// vector (and for every pixel where SSE2 is missing), so that every path gives the same floats.
+/// They are within a few units in the last place of the tensor operations' (multiply, subtract,
+/// divide).
+struct PixelMap {
+  float slope = 1, offset = 0;
+  std::array<float, 256> table{};
+};
 
-inline PixelTable pixel_table(float mean, float std, float scale) {
-  PixelTable table{};
-  for (int v = 0; v < 256; ++v)
-    table[static_cast<std::size_t>(v)] = (static_cast<float>(v) * scale - mean) / std;
-  return table;
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+#define BATCHPIPE_PIXEL_VECTORS 1
+/// Four pixels from `p` (p[0..3]) mapped: [f(p[0]), f(p[1]), f(p[2]), f(p[3])].
+inline __m128 map_four_pixels(const std::uint8_t* p, __m128 slope, __m128 offset) {
+  std::int32_t word = 0;
+  std::memcpy(&word, p, sizeof word);
+  const __m128i zero = _mm_setzero_si128();
+  const __m128i wide = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(word), zero), zero);
+  __m128 product = _mm_mul_ps(_mm_cvtepi32_ps(wide), slope);
+  __asm__("" : "+x"(product));  // rounded here: the compiler may not fuse it with the add
+  return _mm_add_ps(product, offset);
+}
+#endif
+
+inline PixelMap pixel_map(float mean, float std, float scale) {
+  PixelMap map{scale / std, -mean / std, {}};
+  for (int v = 0; v < 256; v += 4) {
+#ifdef BATCHPIPE_PIXEL_VECTORS
+    const std::uint8_t four[4] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v + 1),
+                                  static_cast<std::uint8_t>(v + 2), static_cast<std::uint8_t>(v + 3)};
+    _mm_storeu_ps(map.table.data() + v,
+                  map_four_pixels(four, _mm_set1_ps(map.slope), _mm_set1_ps(map.offset)));
+#else
+    for (int w = v; w < v + 4; ++w)
+      map.table[static_cast<std::size_t>(w)] = static_cast<float>(w) * map.slope + map.offset;
+#endif
+  }
+  return map;
+}
+
+/// `count` pixels from in[0], in[step], in[2 * step], ... (step 1 or -1) mapped into out[0..count).
+inline void map_pixels(float* out, const std::uint8_t* in, int64_t count, int64_t step, const PixelMap& map) {
+  int64_t c = 0;
+#ifdef BATCHPIPE_PIXEL_VECTORS
+  const __m128 slope = _mm_set1_ps(map.slope), offset = _mm_set1_ps(map.offset);
+  if (step == 1) {
+    for (; c + 4 <= count; c += 4) _mm_storeu_ps(out + c, map_four_pixels(in + c, slope, offset));
+  } else {
+    for (; c + 4 <= count; c += 4) {  // in[-c - 3 .. -c], reversed
+      const __m128 four = map_four_pixels(in - c - 3, slope, offset);
+      _mm_storeu_ps(out + c, _mm_shuffle_ps(four, four, _MM_SHUFFLE(0, 1, 2, 3)));
+    }
+  }
+#endif
+  for (; c < count; ++c) out[c] = map.table[in[c * step]];
 }
 
 /// normalize's result on uint8 pixels, left deferred (detail/deferred_tensor.hpp) as the
-/// DeferredTensor's recipe: the pixels' table and the flips asked for since.
+/// DeferredTensor's recipe: the pixels' map and the flips asked for since.
 struct NormalizedPixels {
-  PixelTable table{};
+  PixelMap map{};
   at::Tensor flipped;  // bool per item; undefined: none
 
   /// Adds a flip of the items whose flag is set in `flags` (bool per item, the recipe's from
@@ -194,42 +246,35 @@ struct NormalizedPixels {
   }
 };
 
-/// The window of every item of the uint8 pixels `x`, normalized through `pixels`' table and
+/// The window of every item of the uint8 pixels `x`, normalized through `pixels`' map and
 /// flipped as it says, into a new float tensor: one pass.
 inline at::Tensor cut_and_normalize(const at::Tensor& x, const NormalizedPixels& pixels, Window window) {
   window.flipped = pixels.flipped.defined() ? pixels.flipped.data_ptr<bool>() : nullptr;
   at::Tensor out = BufferPool::empty(window.shape_of(x), x.options().dtype(at::kFloat));
-  const float* table = pixels.table.data();
+  const PixelMap& map = pixels.map;
   crop_into(x.data_ptr<std::uint8_t>(), out.data_ptr<float>(), x, window,
-            [table](float* to, const std::uint8_t* from, int64_t count, int64_t step) {
-              // Each direction a loop of its own: with the step known, one runs a quarter faster.
-              if (step == 1) {
-                for (int64_t c = 0; c < count; ++c) to[c] = table[from[c]];
-              } else {
-                for (int64_t c = 0; c < count; ++c) to[c] = table[from[-c]];
-              }
+            [&map](float* to, const std::uint8_t* from, int64_t count, int64_t step) {
+              map_pixels(to, from, count, step, map);
             });
   return out;
 }
 
 /// normalize of uint8 pixels `x` left deferred: the floats are made when the component is read,
 /// or by a crop (ImagesBatchBase::crop) in the same pass as its cut.
-inline DeferredTensor deferred_normalize(at::Tensor x, const PixelTable& table) {
-  return {std::move(x), NormalizedPixels{table, {}}, [](const DeferredTensor& d) {
+inline DeferredTensor deferred_normalize(at::Tensor x, const PixelMap& map) {
+  return {std::move(x), NormalizedPixels{map, {}}, [](const DeferredTensor& d) {
             const auto& pixels = std::any_cast<const NormalizedPixels&>(d.recipe);
             if (pixels.flipped.defined())
               return cut_and_normalize(d.input, pixels, Window::whole(d.input, nullptr));
-            // Nothing to move: one flat loop per range of items, each through a table of its own
-            // (that no store can alias).
+            // Nothing to move: one flat pass per range of items.
             at::Tensor out = BufferPool::empty(d.input.sizes(), d.input.options().dtype(at::kFloat));
             const auto* in = d.input.data_ptr<std::uint8_t>();
             auto* o = out.data_ptr<float>();
             const int64_t per_item = d.input.numel() / d.input.size(0);
             for_item_ranges(d.input.size(0), static_cast<std::size_t>(out.numel()) * sizeof(float),
                             [&](int64_t first, int64_t last) {
-                              const PixelTable table = pixels.table;
-                              for (int64_t e = first * per_item; e < last * per_item; ++e)
-                                o[e] = table[in[e]];
+                              map_pixels(o + first * per_item, in + first * per_item,
+                                         (last - first) * per_item, 1, pixels.map);
                             });
             return out;
           }};

@@ -108,7 +108,7 @@ class ImagesBatchBase : public Batch<Derived> {
   (float mean, float std, float scale = 1.0f, std::string component = "images") {
     auto& x = (*this)[component];
     if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {
-      this->set(component, detail::deferred_normalize(x, detail::pixel_table(mean, std, scale)));
+      this->set(component, detail::deferred_normalize(x, detail::pixel_map(mean, std, scale)));
     } else {
       x = x.to(at::kFloat).mul(scale).sub_(mean).div_(std);
     }
