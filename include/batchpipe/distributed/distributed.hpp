@@ -675,7 +675,8 @@ class Distributed {
 /// gradients averaged over the ranks (weighted by batch size), then the optimizer's step, so
 /// that every rank's parameters stay equal. An empty batch (a shard's last) joins the average
 /// with weight zero. Returns this rank's loss (NaN for an empty batch). The module's parameters
-/// must start equal: Distributed::broadcast_parameters once after building the model.
+/// must start equal: Distributed::broadcast_parameters once after building the model. With
+/// prefetch, the workers prepare batches during the optimizer's update (WorkersMayPrepare).
 template <class Module, class Optimizer>
 double train_step(const Distributed& job, Module& module, Optimizer& optimizer, const at::Tensor& inputs,
                   const at::Tensor& targets, const LossFunction& loss_function = cross_entropy_loss) {
@@ -685,7 +686,10 @@ double train_step(const Distributed& job, Module& module, Optimizer& optimizer, 
   const auto items = inputs.defined() ? static_cast<std::size_t>(inputs.size(0)) : std::size_t{0};
   const at::Tensor loss = items > 0 ? loss_function(module->forward(inputs), targets) : at::Tensor();
   job.backward(module, loss, items);
-  optimizer.step();
+  {
+    const WorkersMayPrepare during_the_update;  // as the one-process train_step
+    optimizer.step();
+  }
   return loss.defined() ? loss.template item<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 
