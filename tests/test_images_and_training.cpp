@@ -286,8 +286,10 @@ TEST_CASE("item ranges cover every item once, split only where the arena and the
 TEST_CASE("normalize's pixel map gives the same floats four at a time and one by one", "[images]") {
   const float mean = 0.2860f, std = 0.3530f, scale = 1 / 255.f;
   const auto map = bp::detail::pixel_map(mean, std, scale);
-  for (int v = 0; v < 256; ++v) {  // near what the tensor operations give
+  for (int v = 0; v < 256; ++v) {  // the product rounded before the sum; near the tensor operations'
     CAPTURE(v);
+    const auto product = static_cast<float>(static_cast<double>(v) * static_cast<double>(map.slope));
+    CHECK(map.table[static_cast<std::size_t>(v)] == product + map.offset);
     CHECK(std::abs(map.table[static_cast<std::size_t>(v)] - (static_cast<float>(v) * scale - mean) / std) <=
           1e-6f);
   }

@@ -3,7 +3,7 @@
 // reads its input once and writes its output once, where the tensor-operation versions make
 // three to five passes and as many temporaries (a padded copy, two gathers, a flipped copy).
 // normalize → flip → crop of uint8 pixels takes one pass in all: normalize leaves its result
-// deferred (the pixels and their table), flip adds its choices to it, and crop reads each pixel
+// deferred (the pixels and their map), flip adds its choices to it, and crop reads each pixel
 // once, from the flipped place, and writes its float once. All of them are one kernel, a crop
 // (crop_into): flip is a crop of the whole image with the items' flips, and a deferred result
 // read before a crop is made by one.
@@ -170,7 +170,7 @@ inline at::Tensor flip_items(const at::Tensor& x, const bool* flipped) {
 /// normalize's `(v * scale - mean) / std` of uint8 pixels v as the one-pass kernels compute it:
 /// `v * slope + offset` with slope = scale / std and offset = -mean / std, the product rounded
 /// before the sum (never one fused multiply-add, whatever the build's flags). Four pixels at a
-/// time in SSE2 vectors (x86-64's baseline): a crop of 256 Fashion-MNIST images takes 45 us on
+/// time in SSE2 vectors (x86's, with GCC and Clang): a crop of 256 Fashion-MNIST images takes 45 us on
 /// one core where a table lookup per pixel took 70 (the division per pixel, 80 to 110). The
 /// table holds the same 256 values, made by the same vector code, for the pixels outside a
 /// vector (and for every pixel where SSE2 is missing), so that every path gives the same floats.
@@ -181,8 +181,9 @@ struct PixelMap {
   std::array<float, 256> table{};
 };
 
-#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
-#define BATCHPIPE_PIXEL_VECTORS 1
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(__i386__)) && \
+    (defined(__GNUC__) || defined(__clang__))
+#define BATCHPIPE_DETAIL_PIXEL_VECTORS 1  // undefined again after map_pixels
 /// Four pixels from `p` (p[0..3]) mapped: [f(p[0]), f(p[1]), f(p[2]), f(p[3])].
 inline __m128 map_four_pixels(const std::uint8_t* p, __m128 slope, __m128 offset) {
   std::int32_t word = 0;
@@ -198,14 +199,18 @@ inline __m128 map_four_pixels(const std::uint8_t* p, __m128 slope, __m128 offset
 inline PixelMap pixel_map(float mean, float std, float scale) {
   PixelMap map{scale / std, -mean / std, {}};
   for (int v = 0; v < 256; v += 4) {
-#ifdef BATCHPIPE_PIXEL_VECTORS
+#ifdef BATCHPIPE_DETAIL_PIXEL_VECTORS
     const std::uint8_t four[4] = {static_cast<std::uint8_t>(v), static_cast<std::uint8_t>(v + 1),
                                   static_cast<std::uint8_t>(v + 2), static_cast<std::uint8_t>(v + 3)};
     _mm_storeu_ps(map.table.data() + v,
                   map_four_pixels(four, _mm_set1_ps(map.slope), _mm_set1_ps(map.offset)));
 #else
-    for (int w = v; w < v + 4; ++w)
-      map.table[static_cast<std::size_t>(w)] = static_cast<float>(w) * map.slope + map.offset;
+    // The product of an 8-bit pixel and a float is exact in a double, so converting it rounds
+    // once, as a float multiply does, and keeps the compiler from fusing it with the add.
+    for (int w = v; w < v + 4; ++w) {
+      const auto product = static_cast<float>(static_cast<double>(w) * static_cast<double>(map.slope));
+      map.table[static_cast<std::size_t>(w)] = product + map.offset;
+    }
 #endif
   }
   return map;
@@ -214,7 +219,7 @@ inline PixelMap pixel_map(float mean, float std, float scale) {
 /// `count` pixels from in[0], in[step], in[2 * step], ... (step 1 or -1) mapped into out[0..count).
 inline void map_pixels(float* out, const std::uint8_t* in, int64_t count, int64_t step, const PixelMap& map) {
   int64_t c = 0;
-#ifdef BATCHPIPE_PIXEL_VECTORS
+#ifdef BATCHPIPE_DETAIL_PIXEL_VECTORS
   const __m128 slope = _mm_set1_ps(map.slope), offset = _mm_set1_ps(map.offset);
   if (step == 1) {
     for (; c + 4 <= count; c += 4) _mm_storeu_ps(out + c, map_four_pixels(in + c, slope, offset));
@@ -227,6 +232,8 @@ inline void map_pixels(float* out, const std::uint8_t* in, int64_t count, int64_
 #endif
   for (; c < count; ++c) out[c] = map.table[in[c * step]];
 }
+
+#undef BATCHPIPE_DETAIL_PIXEL_VECTORS
 
 /// normalize's result on uint8 pixels, left deferred (detail/deferred_tensor.hpp) as the
 /// DeferredTensor's recipe: the pixels' map and the flips asked for since.

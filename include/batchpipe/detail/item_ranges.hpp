@@ -90,9 +90,11 @@ inline constexpr int64_t kRowsFetchedAhead = 8;
 /// prefetcher follows a longer row once its start is read) into the cache; no effect on results.
 inline void prefetch_start_of(const unsigned char* p, std::size_t bytes) {
 #if defined(__GNUC__) || defined(__clang__)
-  constexpr std::size_t kCacheLine = 64, kMostBytes = 1024;
-  for (std::size_t offset = 0; offset < std::min(bytes, kMostBytes); offset += kCacheLine)
-    __builtin_prefetch(p + offset);
+  constexpr std::uintptr_t kCacheLine = 64, kMostBytes = 1024;
+  const auto start = reinterpret_cast<std::uintptr_t>(p);
+  const auto end = start + std::min<std::uintptr_t>(bytes, kMostBytes);
+  for (std::uintptr_t line = start & ~(kCacheLine - 1); line < end; line += kCacheLine)
+    __builtin_prefetch(reinterpret_cast<const void*>(line));
 #else
   (void)p;
   (void)bytes;
@@ -126,6 +128,8 @@ inline at::Tensor gather_rows(const at::Tensor& data, std::span<const int64_t> r
     return from + static_cast<std::size_t>(rows[static_cast<std::size_t>(i)]) * row_bytes;
   };
   for_item_ranges(count, row_bytes * rows.size(), [&](int64_t first, int64_t last) {
+    for (int64_t i = first; i < std::min(first + kRowsFetchedAhead, last); ++i)
+      prefetch_start_of(source(i), row_bytes);
     for (int64_t i = first; i < last; ++i) {
       if (i + kRowsFetchedAhead < last) prefetch_start_of(source(i + kRowsFetchedAhead), row_bytes);
       std::memcpy(to + static_cast<std::size_t>(i) * row_bytes, source(i), row_bytes);
