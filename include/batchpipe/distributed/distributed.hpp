@@ -686,10 +686,7 @@ double train_step(const Distributed& job, Module& module, Optimizer& optimizer, 
   const auto items = inputs.defined() ? static_cast<std::size_t>(inputs.size(0)) : std::size_t{0};
   const at::Tensor loss = items > 0 ? loss_function(module->forward(inputs), targets) : at::Tensor();
   job.backward(module, loss, items);
-  {
-    const WorkersMayPrepare during_the_update;  // as the one-process train_step
-    optimizer.step();
-  }
+  detail::update_parameters(optimizer);
   return loss.defined() ? loss.template item<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 

@@ -41,6 +41,16 @@ inline at::Tensor cross_entropy_loss(const at::Tensor& output, const at::Tensor&
 /// @brief A loss: the module's output and the targets to a scalar tensor (see train_step).
 using LossFunction = std::function<at::Tensor(const at::Tensor& output, const at::Tensor& target)>;
 
+namespace detail {
+/// The optimizer's update of a training step, with the run's workers let in to prepare batches
+/// meanwhile (WorkersMayPrepare): shared by the one-process and the data-parallel train_step.
+template <class Optimizer>
+void update_parameters(Optimizer& optimizer) {
+  const WorkersMayPrepare during_the_update;
+  optimizer.step();
+}
+}  // namespace detail
+
 /// @brief One optimisation step: forward, loss, backward, optimizer step. Returns the loss.
 /// Puts the module in training mode. Call it from a singleton action. With prefetch, the workers
 /// prepare batches during the optimizer's update (WorkersMayPrepare).
@@ -51,10 +61,7 @@ double train_step(Module& module, Optimizer& optimizer, const at::Tensor& inputs
   optimizer.zero_grad();
   at::Tensor loss = loss_function(module->forward(inputs), targets);
   loss.backward();
-  {
-    const WorkersMayPrepare during_the_update;
-    optimizer.step();
-  }
+  detail::update_parameters(optimizer);
   return loss.template item<double>();
 }
 
