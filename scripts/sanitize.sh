@@ -47,7 +47,7 @@ case $kind in
     sanitizers=address,undefined
     # The docs pages' examples run on Debian 12 (unsanitized): built here too they would take
     # about 7 of CI's 90 minutes for programs over the machinery the tests already cover.
-    extra=(-DBATCHPIPE_DOC_EXAMPLES=OFF)
+    extra=(-DBATCHPIPE_DOC_EXAMPLES=OFF -DBATCHPIPE_EXAMPLE_TESTS=ON)
     export ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:abort_on_error=1
     export LSAN_OPTIONS=suppressions=$suppressions/lsan.supp:print_suppressions=0
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$suppressions/ubsan.supp

@@ -23,7 +23,7 @@ struct ImageBatch : bp::Batch<ImageBatch> {
   }
   ACTION(same)() { return *this; }
   ACTION(swap_in)(ImageBatch& spare) { return spare; }  // a reference to another batch
-  ACTION(sometimes, .p = 0.5)(Counter& counter) { ++counter.calls; }
+  ACTION(sometimes, .probability = 0.5)(Counter& counter) { ++counter.calls; }
   ACTION(generic)(auto value) { set("generic", value); }  // a template: fluent only, not by name
 
  private:
@@ -58,6 +58,18 @@ TEST_CASE("components are reachable by name and per item", "[batch]") {
   batch.erase("names");
   CHECK_FALSE(batch.has("names"));
   CHECK_THROWS_WITH(bp::Random(1).below(0), test::contains("Random::below(0)"));
+}
+
+TEST_CASE("a copy of a Random continues on its own, its LibTorch generator too", "[actions]") {
+  bp::Random original(21);
+  (void)at::rand({2}, original.torch_generator());
+  bp::Random copy = original;
+  bp::Random assigned(3);
+  assigned = original;
+  const auto next = at::rand({4}, original.torch_generator());
+  CHECK(at::equal(at::rand({4}, copy.torch_generator()), next));  // once shared: a later draw
+  CHECK(at::equal(at::rand({4}, assigned.torch_generator()), next));
+  CHECK(copy() == original());  // the stream's own draws as before
 }
 
 TEST_CASE("Random::below is uniform over its range and draws as earlier versions did", "[actions]") {
@@ -98,7 +110,7 @@ TEST_CASE("the registry lists every action with its options", "[actions]") {
   CHECK(shift.callable_by_name);
   CHECK(ImageBatch::actions().info("count").parameters ==
         std::vector<std::string>{"(anonymous namespace)::Counter&"});
-  CHECK(ImageBatch::actions().info("sometimes").p == 0.5);
+  CHECK(ImageBatch::actions().info("sometimes").probability == 0.5);
   CHECK_FALSE(ImageBatch::actions().info("generic").callable_by_name);
   CHECK_THROWS_WITH(ImageBatch::actions().info("rotate"),
                     test::contains("has no action 'rotate' (actions: scale, shift"));
@@ -134,7 +146,7 @@ TEST_CASE("pipelines are lazy values", "[pipeline]") {
   CHECK(counted.action_names() == std::vector<std::string>{"scale", "count"});
   CHECK(counter.calls == 0);  // nothing ran
 
-  auto by_name = dataset.p().append("shift", {1.0, 1}).append("count", {std::ref(counter)});
+  auto by_name = dataset.pipeline().append("shift", {1.0, 1}).append("count", {std::ref(counter)});
   auto both = counted + by_name;
   CHECK(both.action_names() == std::vector<std::string>{"scale", "count", "shift", "count"});
 

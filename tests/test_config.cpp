@@ -49,9 +49,13 @@ TEST_CASE("a config reads nested settings by dotted path, with their types check
   CHECK_THROWS_WITH(config.get_or("model.activation", 1), test::contains("expected an integer"));
   CHECK_THROWS_WITH(config.at("epochs"), test::contains("'epochs' is an integer (3), not an object"));
   CHECK_THROWS_WITH(bp::Config::parse(R"({"n": -1})").get<unsigned>("n"),
-                    test::contains("expected a non-negative integer"));
+                    test::contains("expected a whole number from 0 to 4294967295"));
   CHECK_THROWS_WITH(bp::Config::parse(R"({"n": 300})").get<std::int8_t>("n"),
-                    test::contains("expected a smaller integer"));
+                    test::contains("expected a whole number from -128 to 127"));
+  CHECK_THROWS_WITH(bp::Config::parse(R"({"x": 1e300})").get<float>("x"),
+                    test::contains("expected a number within +-340282346"));
+  CHECK(bp::Config::parse(R"({"x": 1e300})").get<double>("x") == 1e300);
+  CHECK(bp::Config::parse(R"({"n": 18446744073709551615})").get<std::uint64_t>("n") == UINT64_MAX);
 }
 
 TEST_CASE("a config is written and merged, and round-trips through JSON files", "[config]") {
@@ -78,9 +82,54 @@ TEST_CASE("a config is written and merged, and round-trips through JSON files", 
 }
 
 TEST_CASE("a config that is not one says where", "[config]") {
+  // JSON that parses but holds what nlohmann cannot represent: an Error too, cut short.
+  std::string huge = "{\"n\": ";
+  huge.append(5000, '1');
+  huge += '}';
+  try {
+    (void)bp::Config::parse(huge, "huge.json");
+    FAIL("a number of 5000 digits was accepted");
+  } catch (const bp::Error& e) {
+    CHECK_THAT(e.what(), test::contains("huge.json: not valid JSON"));
+    CHECK(std::string(e.what()).size() < 300);
+  }
   CHECK_THROWS_WITH(bp::Config::parse("{\"a\": 1,}", "grid.json"),
                     test::contains("grid.json: not valid JSON at byte 9"));
   CHECK_THROWS_WITH(bp::Config::parse("[1, 2]", "list.json"),
                     test::contains("list.json: a config is a JSON object, not an array ([1,2])"));
   CHECK_THROWS_WITH(bp::Config::load("/nonexistent/run.json"), test::contains("/nonexistent/run.json"));
+}
+
+TEST_CASE("a config nests at most max_nesting levels, and errors show values cut short", "[config]") {
+  // 100,000 levels once overflowed the stack while the error dumped the value.
+  std::string deep(100000, '[');
+  deep.append(100000, ']');
+  std::string in_object = "{\"pipeline\": ";
+  in_object += deep;
+  in_object += '}';
+  CHECK_THROWS_WITH(bp::Config::parse(in_object, "deep.json"),
+                    test::contains("deep.json: the config nests deeper than 128 levels"));
+  CHECK_THROWS_WITH(bp::Config::parse(deep, "deep.json"), test::contains("nests deeper than 128"));
+  std::string within(bp::Config::max_nesting - 1, '[');
+  within.append(bp::Config::max_nesting - 1, ']');
+  std::string within_object = "{\"a\": ";
+  within_object += within;
+  within_object += '}';
+  CHECK(bp::Config::parse(within_object).contains("a"));
+  bp::Config config;
+  config.set("a", bp::Config::json::parse(within));
+  CHECK_THROWS_WITH(config.set("x.y", bp::Config::json::parse(within)),
+                    test::contains("the value at 'x.y' nests deeper than 128"));
+
+  // A long value in a message is an excerpt, not the whole value.
+  std::string wide = "[";
+  for (int i = 0; i < 100000; ++i) wide += "1,";
+  wide += "1]";
+  try {
+    (void)bp::Config::parse(wide, "wide.json");
+    FAIL("a config that is an array was accepted");
+  } catch (const bp::Error& e) {
+    CHECK(std::string(e.what()).size() < 200);
+    CHECK_THAT(e.what(), test::contains("not an array ([1,1,1"));
+  }
 }

@@ -1,6 +1,8 @@
 // Execution: prefetch, ordering, singleton actions, errors, early stops, seeds, thread budget.
 #include "support.hpp"
 
+#include <oneapi/tbb/global_control.h>
+
 #include <sys/resource.h>
 
 // The sanitizers bring their own malloc, which glibc's thresholds do not govern.
@@ -32,6 +34,7 @@ struct Probes {
   std::atomic<int> finished{0};
   std::atomic<int> intra_op_threads{0};  // the count the last batch saw
   std::atomic<int> blas_threads{0};      // OpenBLAS's pool as the consumer's last step saw it
+  test::ConcurrencyProbe alive;          // batches in memory: made and not yet freed
   const std::thread::id consumer = std::this_thread::get_id();
   std::mutex mutex;
   std::set<int> worker_intra_op_threads;  // the counts seen by batches made on workers
@@ -49,6 +52,16 @@ struct ExecBatch : bp::Batch<ExecBatch> {
     std::this_thread::sleep_for(std::chrono::milliseconds(sleep_ms));
     ++probes.finished;
   }
+  ACTION(count_alive)(Probes& probes) {  // a component freed with the last copy of the batch
+    auto scope = std::make_shared<test::ConcurrencyProbe::Scope>(probes.alive);
+    (*this)["alive"] = at::from_blob(
+        new float[1], {1},
+        [scope](void* data) mutable {
+          delete[] static_cast<float*>(data);
+          scope.reset();
+        },
+        at::kFloat);
+  }
   ACTION(jitter)() {  // uneven durations, so that batches finish out of order
     std::this_thread::sleep_for(std::chrono::milliseconds(random().below(15)));
   }
@@ -62,6 +75,11 @@ struct ExecBatch : bp::Batch<ExecBatch> {
   ACTION(fail_fast)(std::size_t failing) {  // the failing batch is done long before the others
     if (number() == failing) throw std::invalid_argument("bad item in batch " + std::to_string(failing));
     std::this_thread::sleep_for(20ms);
+  }
+  ACTION(fail_slowly)(std::size_t failing) {  // the batches behind the failing one finish first
+    if (number() != failing) return;
+    std::this_thread::sleep_for(150ms);
+    throw std::invalid_argument("bad item in batch " + std::to_string(failing));
   }
   ACTION(finish_on_consumer, .singleton = true)(Probes& probes) {
     probes.intra_op_threads = at::get_num_threads();
@@ -168,6 +186,16 @@ TEST_CASE("prefetch N keeps at most N + 1 batches in flight", "[execution]") {
     CHECK(delivered == 20);
     CHECK(most_ahead <= static_cast<int>(prefetch) + 1);
     if (prefetch > 0) CHECK(probes.parallel.highest <= static_cast<int>(prefetch) + 1);
+
+    // In memory too: the batch a loop holds is released before the next is asked for.
+    Probes held;
+    for (auto& batch : numbers(20).pipeline().count_alive(held).gen_batch(
+             {.batch_size = 2, .prefetch = prefetch, .threads = 4})) {
+      std::this_thread::sleep_for(1ms);  // the workers fill the window meanwhile
+      (void)batch;
+    }
+    CHECK(held.alive.highest <= static_cast<int>(prefetch) + 1);
+    CHECK(held.alive.now == 0);
   }
 }
 
@@ -264,6 +292,31 @@ TEST_CASE("an unordered run delivers every batch before a failing one first", "[
   }
 }
 
+TEST_CASE("an unordered run delivers the batches behind a failing one that finish first; an ordered one none",
+          "[execution][errors]") {
+  for (const bool ordered : {true, false}) {
+    CAPTURE(ordered);
+    std::vector<std::size_t> delivered;
+    test::finishes_within(30s, [&] {
+      auto stream = numbers(40).pipeline().fail_slowly(2).gen_batch(
+          {.batch_size = 2, .prefetch = 4, .ordered = ordered, .threads = 4});
+      CHECK_THROWS_AS(
+          [&] {
+            while (auto batch = stream.next()) delivered.push_back(batch->number());
+          }(),
+          bp::ActionError);
+    });
+    const auto behind =
+        std::count_if(delivered.begin(), delivered.end(), [](std::size_t n) { return n > 2; });
+    if (ordered) {
+      CHECK(delivered == std::vector<std::size_t>{0, 1});
+    } else {
+      CHECK(behind > 0);  // done before the error's turn: delivered, not cancelled
+      CHECK(std::count(delivered.begin(), delivered.end(), 2u) == 0);
+    }
+  }
+}
+
 TEST_CASE("the stream is over after an error, and next_batch says so", "[execution][errors]") {
   auto pipeline = numbers(10).pipeline().fail_on(1);
   const bp::RunOptions options{.batch_size = 2, .prefetch = 2};
@@ -336,6 +389,30 @@ TEST_CASE("an idle or finished stream limits nothing in the process", "[executio
   auto throttled = numbers(8).pipeline();
   REQUIRE(throttled.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1, .intra_op_threads = 3}));
   CHECK(at::get_num_threads() == before);  // between calls the iteration holds nothing
+  // The dataset's next_batch is the pipeline's (once it kept the run's settings between calls).
+  auto data = numbers(8);
+  REQUIRE(data.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1, .intra_op_threads = 3}));
+  CHECK(at::get_num_threads() == before);
+  // Forgetting a paused iteration cancels its batches in flight; the ones not started run
+  // (cancelled) on the caller as it waits, and once set the caller's count as a worker's.
+  Probes slow;
+  auto sleepy = numbers(40).pipeline().work(slow, 30);
+  REQUIRE(sleepy.next_batch({.batch_size = 2, .prefetch = 8, .threads = 2}));
+  CHECK(at::get_num_threads() == before);
+  sleepy.reset_iter();
+  CHECK(at::get_num_threads() == before);
+  data.reset_iter();
+  CHECK(at::get_num_threads() == before);
+  // OpenBLAS's pool keeps the run's size until the iteration ends: its batches may be in a BLAS
+  // call between the calls, and the pool must not be resized under them.
+  if (const auto& blas = bp::detail::OpenBlasApi::get(); blas.get_num_threads) {
+    const int blas_before = blas.get_num_threads();
+    auto kept = numbers(8).pipeline();
+    REQUIRE(kept.next_batch({.batch_size = 2, .prefetch = 1, .threads = 1}));
+    CHECK(blas.get_num_threads() == 1);
+    kept.reset_iter();
+    CHECK(blas.get_num_threads() == blas_before);
+  }
   auto finished = numbers(2).gen_batch({.batch_size = 2, .threads = 1, .intra_op_threads = 3});
   while (finished.next()) {}
   CHECK(at::get_num_threads() == before);
@@ -385,6 +462,16 @@ TEST_CASE("a run inside an action gives its caller back the caller's thread coun
       .run({.batch_size = 2, .prefetch = 0, .intra_op_threads = 2});
   CHECK(after_inner == 2);
   CHECK(at::get_num_threads() == before);
+}
+
+TEST_CASE("the pipelines a merge runs side by side share one thread budget", "[execution][merge]") {
+  // More oneTBB workers than cores, so that two arenas of the budget each would get theirs.
+  const tbb::global_control workers(tbb::global_control::max_allowed_parallelism, 8);
+  Probes probes;
+  const auto input = [&] { return numbers(40).pipeline().work(probes, 5); };
+  const auto stats = bp::merge(input(), input(), input()).run({.batch_size = 2, .prefetch = 3, .threads = 2});
+  CHECK(stats.batches == 20);
+  CHECK(probes.parallel.highest <= 2);
 }
 
 TEST_CASE("the thread budget is shared by batch workers and intra-op threads", "[execution]") {

@@ -2,13 +2,18 @@
 // written in a config (keyword arguments, defaults, errors).
 #include "support.hpp"
 
+#include <climits>
+
 #include <unistd.h>
 
+#include <any>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -164,6 +169,36 @@ TEST_CASE("actions called by name take expressions and leave out trailing C++ de
                     test::contains("parameter 'std' (2 of 4, float) must be float, got std::string"));
 }
 
+TEST_CASE("numbers called by name reach a parameter unchanged or not at all, as configs read them",
+          "[expressions]") {
+  bp::Dataset<bp::ImagesBatch> dataset(2);
+  const auto fails = [&](std::any height, const std::string& got) {
+    CHECK_THROWS_WITH(
+        dataset.pipeline().append("crop", {std::move(height), 2}),
+        test::contains("action 'crop': parameter 'height' (1 of 5, long) must be a whole number "
+                       "from -9223372036854775808 to 9223372036854775807 (long), got " +
+                       got));
+  };
+  fails(1e300, "1.0000000000000001e+300 (double)");
+  fails(std::nan(""), "nan (double)");
+  fails(2.9, "2.8999999999999999 (double)");
+  fails(ULONG_MAX, "18446744073709551615 (unsigned long)");
+  fails(true, "1 (bool)");
+  CHECK_THROWS_WITH(dataset.pipeline().append("normalize", {1e300, 1.0}),
+                    test::contains("parameter 'mean' (1 of 4, float) must be a number within"));
+  CHECK_NOTHROW(dataset.pipeline().append("crop", {2.0, 2}));  // a whole double is that whole number
+
+  using bp::detail::exact_number;
+  CHECK_FALSE(exact_number<std::size_t>(-1));
+  CHECK_FALSE(exact_number<int>(1e300));
+  CHECK_FALSE(exact_number<int>(2147483648.0));
+  CHECK(exact_number<int>(-2147483648.0) == INT_MIN);
+  CHECK_FALSE(exact_number<std::uint8_t>(300));
+  CHECK_FALSE(exact_number<std::int64_t>(9223372036854775808.0));
+  CHECK(exact_number<std::uint64_t>(18446744073709549568.0) == 18446744073709549568ull);
+  CHECK(std::isnan(*exact_number<float>(std::nan(""))));
+}
+
 namespace {
 
 const char* const kPipelineFile = R"({
@@ -175,6 +210,12 @@ const char* const kPipelineFile = R"({
     {"crop": {"height": 2, "width": 3, "padding": 1}}
   ]
 })";
+
+// A model whose config says what it holds: for a config's "models" section.
+struct ScalerBatch : bp::Batch<ScalerBatch> {
+  MODEL(scaler)(const bp::Config& config) { return config.get_or("factor", 1.0); }
+  ACTION(scale, .model = "scaler")(const double& factor) { set("factor", factor); }
+};
 
 std::filesystem::path write_file(const std::string& name, const std::string& text) {
   const auto file = std::filesystem::temp_directory_path() / (name + std::to_string(::getpid()) + ".json");
@@ -214,6 +255,55 @@ TEST_CASE("a pipeline loaded from a JSON file does what the same pipeline writte
   }
 }
 
+TEST_CASE("a config's pipeline merges, rebatches, sets probabilities and configures models as code does",
+          "[config]") {
+  torch::manual_seed(5);
+  const auto images = torch::randint(0, 256, {12, 1, 4, 4}).to(torch::kByte);
+  bp::Dataset<bp::ImagesBatch> dataset(12, {{"images", images}});
+  const auto config = bp::Config::parse(R"({
+    "augment": {"p": 0.5},
+    "pipeline": [
+      {"merge": [[{"flip": {"p": 1}}], ["flip"]]},
+      {"rebatch": 5},
+      {"crop": {"height": 3, "width": 3}, "with_probability": {"C": "augment.p"}},
+      {"flip": {}, "with_probability": 0.25}
+    ]
+  })",
+                                        "run.json");
+  const auto loaded = bp::Pipeline<bp::ImagesBatch>::from_config(dataset, config);
+  const auto written = bp::merge(dataset.pipeline().flip(1.0), dataset.pipeline().flip())
+                           .rebatch(5)
+                           .crop(3, 3)
+                           .with_probability(bp::C("augment.p"))
+                           .flip()
+                           .with_probability(0.25)
+                           .with_config(config);
+  CHECK(loaded.action_names() == written.action_names());
+  CHECK(loaded.config() == config);
+  auto a = loaded.gen_batch({.batch_size = 4, .n_epochs = 3, .seed = 3});
+  auto b = written.gen_batch({.batch_size = 4, .n_epochs = 3, .seed = 3});
+  std::size_t batches = 0;
+  std::set<int64_t> widths;
+  while (auto x = a.next()) {
+    auto y = b.next();
+    REQUIRE(y);
+    CHECK(torch::equal(x->get("images"), y->get("images")));
+    widths.insert(x->get("images").size(-1));
+    ++batches;
+  }
+  CHECK_FALSE(b.next());
+  CHECK(batches == 9);
+  CHECK(widths == std::set<int64_t>{3, 4});  // cropped with probability 0.5: some of each
+
+  const auto models = bp::Config::parse(R"({"models": {"scaler": {"factor": 3.5}}, "pipeline": ["scale"]})");
+  auto scaled = bp::Pipeline<ScalerBatch>::from_config(bp::Dataset<ScalerBatch>(4), models);
+  CHECK(scaled.next_batch({.batch_size = 4})->get<double>("factor") == 3.5);
+  CHECK_THROWS_WITH(
+      bp::Pipeline<ScalerBatch>::from_config(
+          bp::Dataset<ScalerBatch>(4), bp::Config::parse(R"({"models": {"scalar": {}}, "pipeline": []})")),
+      test::contains("scalar"));
+}
+
 TEST_CASE(
     "every mistake in a pipeline's config is an error naming the file, the place, the action and the "
     "argument",
@@ -242,8 +332,13 @@ TEST_CASE(
   fails(R"([{"to_device": {"device": "abacus"}}])",
         "run.json: pipeline[0]: action 'to_device', parameter 'device' (1 of 1, c10::Device): ");
   fails(R"([{"normalize": {"mean": {"R": ["uniform", 2, 1]}, "std": 1}}])",
-        "needs low <= high, got [\"uniform\",2,1]");
-  fails(R"([{"normalize": {"mean": {"R": ["normal", 0, 0]}, "std": 1}}])", "needs std > 0");
+        "needs low <= high and high - low finite, got [\"uniform\",2,1]");
+  fails(R"([{"normalize": {"mean": {"R": ["normal", 0, 0]}, "std": 1}}])", "needs a finite std > 0");
+  fails(R"([{"normalize": {"mean": {"R": ["uniform", -1e308, 1e308]}, "std": 1}}])",
+        "needs low <= high and high - low finite, got [\"uniform\",-1e+308,1e+308]");
+  fails(R"([{"crop": {"height": 1e300, "width": 2}}])", "'height' is a number (1e+300), expected an integer");
+  fails(R"([{"crop": {"height": 18446744073709551615, "width": 2}}])",
+        "'height' is an integer (18446744073709551615), expected a whole number from");
   fails(R"([{"crop": {"height": {"R": ["uniform", 2, 3]}, "width": 2}}])",
         "draws real numbers, and this parameter is a long");
   fails(R"([{"normalize": {"mean": {"R": ["gamma", 1, 2]}, "std": 1}}])",
@@ -254,8 +349,17 @@ TEST_CASE(
   fails(R"([{"flip": [0.5]}])",
         "run.json: pipeline[0]: the arguments of action 'flip' are an object of named values");
   fails(R"([{"flip": {}, "crop": {}}])",
-        "run.json: pipeline[0]: an action is a name or an object of one key");
-  fails(R"({"flip": {}})", "run.json: 'pipeline' must be an array of actions, not {\"flip\":{}}");
+        "run.json: pipeline[0]: an action is a name, or an object whose key is the name");
+  fails(R"({"flip": {}})", "run.json: pipeline must be an array of steps, not {\"flip\":{}}");
+  fails(R"(["flip", {"merge": [["flip"], ["flip"]]}])", "run.json: pipeline[1]: merge makes the batches");
+  fails(R"([{"merge": [["flip"]]}])", "run.json: pipeline[0].merge takes an array of two lists of steps");
+  fails(R"([{"merge": [["flip"], [{"crop": {}}]]}])",
+        "run.json: pipeline[0].merge[1][0]: action 'crop': parameter 'height' (1 of 5, long) is missing");
+  fails(R"([{"rebatch": -2}])",
+        "run.json: pipeline[0]: 'rebatch' is an integer (-2), expected a whole number from 0");
+  fails(R"([{"flip": {}, "with_probability": 2}])", "probability");
+  fails(R"([{"flip": {}, "with_probability": "half"}])",
+        "run.json: pipeline[0]: with_probability is a number, {\"C\": path} or {\"V\": name}");
   CHECK_THROWS_WITH(bp::Pipeline<bp::ImagesBatch>::from_config(dataset, bp::Config::parse("{}", "run.json")),
                     test::contains("run.json: no setting 'pipeline'"));
 

@@ -2,6 +2,7 @@
 // before- and after-run hooks, the per-action profile, the progress notifier and its plot.
 #include "support.hpp"
 
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -380,6 +381,14 @@ TEST_CASE("the progress line shows progress, rate, time left and the variables",
                        test::contains("5/10 batches") && test::contains("250 items/s") &&
                        test::contains("0:02 left") && test::contains("loss 0.25"));
   CHECK_THAT(line, !test::contains(" x "));
+  // A variable's name reaches the terminal and the plot as text, never as control codes.
+  const auto hostile = bp::detail::progress_line(done, std::nullopt, 1.0, {{"\x1b[2Jloss\n", 1.0}});
+  CHECK_THAT(hostile, test::contains("\\x1b[2Jloss\\x0a 1"));
+  CHECK(hostile.find('\x1b') == std::string::npos);
+  const auto svg = bp::detail::svg_plot({{"a\x01<b>&\xff\"", {{0, 1}, {1, 2}}}}, 200, 100, "x\x7f");
+  CHECK_THAT(svg,
+             test::contains(">a\\x01&lt;b&gt;&amp;\\xff&quot;</text>") && test::contains(">x\\x7f</text>"));
+  CHECK(bp::detail::printable("точность \xe2\x82") == "точность \\xe2\\x82");
   const auto endless = bp::detail::progress_line(done, std::nullopt, 3725.0, {});
   CHECK_THAT(endless, test::contains("500 items 5 batches") && test::contains("1:02:05"));
   const auto planned = bp::detail::planned_run(10, {.batch_size = 4, .n_epochs = 3});
@@ -510,6 +519,26 @@ TEST_CASE("rebatch keeps shuffled items, leaves out skipped ones, and names what
     }
     CHECK(unordered.size() == 2 * (21 / 4 * 4));
 
+    // An endless run whose epochs are all smaller than the rebatch, dropped: it ends at once
+    // instead of pulling epoch after epoch (it once spun forever before its first batch).
+    for (const std::size_t prefetch : {0u, 2u}) {
+      std::size_t endless_batches = 0;
+      for (auto& batch : numbers(5).pipeline().load_ids().rebatch(8).gen_batch(
+               {.batch_size = 2, .n_epochs = bp::endless, .drop_last = true, .prefetch = prefetch})) {
+        (void)batch;
+        ++endless_batches;
+      }
+      CHECK(endless_batches == 0);
+    }
+    // ... and one whose epochs give batches goes on past them.
+    std::size_t taken = 0;
+    for (auto& batch : numbers(10).pipeline().load_ids().rebatch(4).gen_batch(
+             {.batch_size = 2, .n_epochs = bp::endless, .drop_last = true})) {
+      CHECK(batch.size() == 4);
+      if (++taken == 7) break;
+    }
+    CHECK(taken == 7);
+
     // An error in a step after the rebatch: the after hook runs once, the error reaches the caller.
     int afters = 0;
     CHECK_THROWS_AS(numbers(40)
@@ -549,6 +578,12 @@ TEST_CASE("merge puts the batches of pipelines over the same items side by side"
     CHECK_THROWS_WITH(bp::merge(first, numbers(40).pipeline()).run({.batch_size = 10}),
                       test::contains("pipeline 1 ended after 3 batches while pipeline 2 goes on"));
     CHECK_THROWS_WITH(bp::merge(std::vector{first}), test::contains("two pipelines or more"));
+
+    // The configs of all, the first's value where several have one (as operator+ does).
+    const auto configured = bp::merge(first.with_config(bp::Config::parse(R"({"a": 1, "b": {"x": 1}})")),
+                                      second.with_config(bp::Config::parse(R"({"b": {"x": 2, "y": 2}})")),
+                                      data.pipeline().with_config(bp::Config::parse(R"({"c": 3})")));
+    CHECK(configured.config() == bp::Config::parse(R"({"a": 1, "b": {"x": 1, "y": 2}, "c": 3})"));
 
     // Unordered runs pair the same batches; skips made alike in both are counted once.
     auto skip_a = data.pipeline().skip_multiples(3).load_ids();
@@ -657,6 +692,9 @@ TEST_CASE("shards of a run share each epoch out: disjoint, complete, equal batch
   CHECK(last[1].empty());
   CHECK_THROWS_WITH(numbers(4).pipeline().run({.shard = bp::Shard{3, 3}}),
                     test::contains("shard 3 of 3 does not exist"));
+  // batch_size * shard count past a size's range: an error, not a wrapped step of 0 or 2 items.
+  CHECK_THROWS_WITH(numbers(24).pipeline().run({.batch_size = SIZE_MAX / 3 + 1, .shard = bp::Shard{1, 3}}),
+                    test::contains("times the shard count 3 is more items per step than a size can hold"));
   // Every shard applies a probabilistic step to the same batches (so the ranks of a job make the
   // same training steps), while their batches' random streams differ.
   std::vector<std::vector<std::size_t>> applied(3);

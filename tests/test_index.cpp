@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -94,6 +95,39 @@ TEST_CASE("split shares items out without loss or overlap", "[index]") {
     CHECK_THROWS_WITH(index.split({.train = 0.5, .test = 0.2}), test::contains("add up to 1"));
     CHECK_THROWS_WITH(index.split(1.5), test::contains("add up to 1"));
   }
+  SECTION("shares must be finite: a NaN passes every comparison") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const double inf = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(index.split(nan), test::contains("shares must be finite"));
+    CHECK_THROWS_WITH(index.split({.train = 0.5, .test = 0.5, .validation = nan}), test::contains("finite"));
+    CHECK_THROWS_WITH(index.split({.train = inf, .test = -inf}), test::contains("finite"));
+  }
+}
+
+TEST_CASE("split gives every non-zero share at least one item", "[index]") {
+  auto sizes = [](std::size_t n, bp::Shares shares) {
+    auto parts = bp::Index(n).split(shares);
+    return std::vector<std::size_t>{parts.train.size(), parts.test.size(), parts.validation.size()};
+  };
+  const bp::Shares three_ways{.train = 0.5, .test = 0.3, .validation = 0.2};
+  CHECK(sizes(5, three_ways) == std::vector<std::size_t>{3, 1, 1});  // was 3/2/0
+  CHECK(sizes(3, three_ways) == std::vector<std::size_t>{1, 1, 1});  // was 2/1/0
+  CHECK(sizes(10, three_ways) == std::vector<std::size_t>{5, 3, 2});
+  CHECK(sizes(7, three_ways) == std::vector<std::size_t>{4, 2, 1});  // largest remainders: 3.5, 2.1, 1.4
+  // 3.6, 0.2, 0.2 round to 4/0/0; test and validation each take an item from the largest part.
+  CHECK(sizes(4, {.train = 0.9, .test = 0.05, .validation = 0.05}) == std::vector<std::size_t>{2, 1, 1});
+  CHECK(sizes(2, {.train = 1.0, .test = 0.0}) == std::vector<std::size_t>{2, 0, 0});
+  CHECK(sizes(0, three_ways) == std::vector<std::size_t>{0, 0, 0});  // an empty index is allowed
+  CHECK_THROWS_WITH(bp::Index(1).split(three_ways),
+                    test::contains("3 non-zero shares need at least 3 items, the index has 1"));
+  CHECK_THROWS_WITH(bp::Index(2).split(three_ways), test::contains("non-zero shares"));
+  CHECK_THROWS_WITH(bp::Index(1).split(0.8), test::contains("2 non-zero shares need at least 2 items"));
+  for (std::size_t n = 3; n < 40; ++n) {
+    CAPTURE(n);
+    const auto got = sizes(n, three_ways);
+    CHECK(got[0] + got[1] + got[2] == n);
+    CHECK(std::min({got[0], got[1], got[2]}) >= 1);
+  }
 }
 
 TEST_CASE("a files index maps file names to paths", "[index][files]") {
@@ -122,6 +156,26 @@ TEST_CASE("a files index maps file names to paths", "[index][files]") {
   CHECK_THROWS_WITH(bp::Index::from_folder(folder.path, {".png"}, true),
                     test::contains("two files have the id 'a.png'"));
   CHECK_THROWS_WITH(bp::Index::from_folder(folder.path / "missing"), test::contains("is not a folder"));
+}
+
+TEST_CASE("a symlink loop is not a file: both files indexes skip it", "[index][files]") {
+  TempFolder folder;
+  folder.touch("a.png");
+  folder.touch("sub/b.png");
+  fs::create_symlink("loop.png", folder.path / "loop.png");   // points at itself
+  fs::create_symlink("sub/b.png", folder.path / "link.png");  // a symlink to a file is one
+  fs::create_symlink("../sub", folder.path / "sub" / "up");   // a folder cycle, not entered
+  fs::create_symlink("missing.png", folder.path / "dangling.png");
+  const std::set<bp::Id> files{std::string("a.png"), std::string("link.png")};
+
+  CHECK(id_set(bp::Index::from_folder(folder.path)) == files);
+  CHECK(id_set(bp::Index::from_folder(folder.path, {".png"})) == files);
+  CHECK(bp::Index::from_folder(folder.path, {}, /*recursive*/ true).size() == 3);  // and sub/b.png
+  CHECK(id_set(bp::Index::from_glob((folder.path / "*.png").string())) == files);
+  CHECK(bp::Index::from_glob((folder.path / "loop.png").string()).empty());
+  CHECK(bp::Index::from_glob((folder.path / "*" / "*.png").string()).size() == 1);
+  CHECK(bp::Index::from_glob((folder.path / "a.png" / "*.png").string()).empty());  // under a file
+  CHECK_THROWS_WITH(bp::Index::from_folder(folder.path / "loop.png"), test::contains("is not a folder"));
 }
 
 TEST_CASE("a dataset's batches carry the rows of their items", "[dataset]") {

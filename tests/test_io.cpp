@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 namespace fs = std::filesystem;
 
@@ -73,6 +74,20 @@ TEST_CASE("bad IDX files fail with the file and the reason", "[io][idx]") {
   CHECK_THROWS_WITH(bp::io::read_idx(scratch / "images.idx.gz"), test::contains("images.idx.gz: truncated"));
   CHECK_THROWS_WITH(bp::io::write_idx(scratch / "x.idx", torch::zeros({2}, torch::kLong)),
                     test::contains("IDX cannot hold dtype Long"));
+}
+
+TEST_CASE("a gzip-compressed IDX file is read whatever its name", "[io][idx]") {
+  Scratch scratch;
+  // Told apart by its first bytes: by its name, it was taken for a plain file, and its
+  // compressed size for a truncated one.
+  const auto data = torch::zeros({100, 28, 28}, torch::kByte);
+  bp::io::write_idx(scratch / "images.idx.gz", data);
+  write_bytes(scratch / "images-idx3-ubyte", bytes_of(scratch / "images.idx.gz"));
+  CHECK(torch::equal(bp::io::read_idx(scratch / "images-idx3-ubyte"), data));
+  // And a plain file named .gz is read as plain.
+  bp::io::write_idx(scratch / "plain.idx", data);
+  write_bytes(scratch / "plain.idx.gz", bytes_of(scratch / "plain.idx"));
+  CHECK(torch::equal(bp::io::read_idx(scratch / "plain.idx.gz"), data));
 }
 
 TEST_CASE("the Fashion-MNIST files read with their real shapes", "[io][idx]") {
@@ -202,6 +217,26 @@ TEST_CASE("readers check sizes from the file before they allocate", "[io][npy][i
   CHECK_THROWS_WITH(bp::io::read_idx(idx), test::contains("unknown IDX type code 0x42"));
 }
 
+TEST_CASE("a .npy dtype's byte order must be one NumPy writes, and a shape's commas must follow sizes",
+          "[io][npy]") {
+  Scratch scratch;
+  const auto npy = scratch / "x.npy";
+  const std::string one("\0\0\x80\x3f", 4);  // 1.0f, little-endian
+  write_bytes(npy, npy_bytes("{'descr': '=f4', 'fortran_order': False, 'shape': (1,), }", one));
+  CHECK(bp::io::read_npy(npy).item<float>() == 1.f);  // '=': the machine's own order
+  // Any other first character was taken for a byte order.
+  write_bytes(npy, npy_bytes("{'descr': 'xf4', 'fortran_order': False, 'shape': (1,), }", one));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy),
+                    test::contains("x.npy: malformed dtype 'xf4': its byte order is not <, >, | or ="));
+  // "(,)" was read as "()", a scalar.
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (,), }", one));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy), test::contains("x.npy: malformed shape (,): a size is missing"));
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,,), }", one));
+  CHECK_THROWS_WITH(bp::io::read_npy(npy), test::contains("malformed shape (1,,): a size is missing"));
+  write_bytes(npy, npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1), }", one));
+  CHECK(bp::io::read_npy(npy).sizes() == std::vector<int64_t>{1, 1});
+}
+
 TEST_CASE("a CSV file's UTF-8 byte-order mark is not part of its first column's name", "[io][csv]") {
   Scratch scratch;
   write_bytes(scratch / "bom.csv", "\xEF\xBB\xBFid,label\n1,2\n3,4\n");
@@ -240,6 +275,87 @@ TEST_CASE("CSV columns read by name, with the line of a bad row", "[io][csv]") {
                     test::contains("line 3, column 'b': 'x4' is not a number"));
   write_bytes(file, "");
   CHECK_THROWS_WITH(bp::io::read_csv(file, {"a"}), test::contains("empty file"));
+}
+
+TEST_CASE("write_csv quotes column names that hold a comma, a quote or a line break", "[io][csv]") {
+  Scratch scratch;
+  const auto file = scratch / "names.csv";
+  const bp::io::Table table{{"plain", torch::tensor({1.0, 2.0}, torch::kDouble)},
+                            {"say \"hi\"", torch::tensor({3.0, 4.0}, torch::kDouble)},
+                            {"two\nlines", torch::tensor({5.0, 6.0}, torch::kDouble)},
+                            {"width, cm", torch::tensor({7.5, 8.5}, torch::kDouble)}};
+  bp::io::write_csv(file, table);
+  CHECK(bytes_of(file).starts_with("plain,\"say \"\"hi\"\"\",\"two\nlines\",\"width, cm\"\n1,3,5,7.5\n"));
+  const auto back =
+      bp::io::read_csv(file, {"plain", "say \"hi\"", "two\nlines", "width, cm"}, {.dtype = torch::kDouble});
+  for (const auto& [name, column] : table) {
+    CAPTURE(name);
+    CHECK(torch::equal(back.at(name), column));
+  }
+}
+
+TEST_CASE("a quoted CSV field may hold line breaks; errors give the line its row starts on", "[io][csv]") {
+  Scratch scratch;
+  const auto file = scratch / "notes.csv";
+  // Rows were split at every line break, quoted or not. A header name may hold one too.
+  write_bytes(file, "id,\"a\nnote\",text,v\n1,\"7\",\"first\r\nsecond\",5\n\n2,8,\"say \"\"x\"\"\n\n\",6\n");
+  const auto table = bp::io::read_csv(file, {"id", "a\nnote", "v"});
+  CHECK(torch::equal(table.at("id"), torch::tensor({1.f, 2.f})));
+  CHECK(torch::equal(table.at("a\nnote"), torch::tensor({7.f, 8.f})));
+  CHECK(torch::equal(table.at("v"), torch::tensor({5.f, 6.f})));
+  write_bytes(file, "id,note,v\n1,\"first\nsecond\",5\n2,plain,x\n");
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"v"}),
+                    test::contains("notes.csv: line 4, column 'v': 'x' is not a number"));
+  write_bytes(file, "id,note\n1,\"never\nclosed\n");
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"id"}),
+                    test::contains("notes.csv: line 2: a quoted field is never closed"));
+}
+
+TEST_CASE("integer CSV columns read exactly, not through a double", "[io][csv]") {
+  Scratch scratch;
+  const auto file = scratch / "ids.csv";
+  // 2^53 + 1 read as a double is 2^53; the extremes of int64 do not fit a double at all.
+  const auto ids = torch::tensor({int64_t{9007199254740993}, std::numeric_limits<int64_t>::max(),
+                                  std::numeric_limits<int64_t>::min(), int64_t{-7}});
+  write_bytes(file, "id\n9007199254740993\n9223372036854775807\n-9223372036854775808\n+-7\n");
+  CHECK_THROWS_WITH(bp::io::read_csv(file, {"id"}, {.dtype = torch::kLong}),
+                    test::contains("ids.csv: line 5, column 'id': '+-7' is not a number"));
+  write_bytes(file, "id\n9007199254740993\n9223372036854775807\n-9223372036854775808\n -7 \n");
+  CHECK(torch::equal(bp::io::read_csv(file, {"id"}, {.dtype = torch::kLong}).at("id"), ids));
+  // write_csv writes them exactly too.
+  bp::io::write_csv(file, {{"id", ids}});
+  CHECK(torch::equal(bp::io::read_csv(file, {"id"}, {.dtype = torch::kLong}).at("id"), ids));
+}
+
+TEST_CASE("a CSV value that its dtype cannot hold is an error naming the file, line, column and dtype",
+          "[io][csv]") {
+  Scratch scratch;
+  const auto file = scratch / "values.csv";
+  const auto read_as = [&](const std::string& value, at::ScalarType dtype) {
+    write_bytes(file, "id,v\n1,0\n0," + value + "\n");  // ids that every dtype holds, bool too
+    return bp::io::read_csv(file, {"id", "v"}, {.dtype = dtype});
+  };
+  // Each was read through a double and converted: wrapped, truncated or made infinite.
+  CHECK_THROWS_WITH(read_as("300", torch::kByte),
+                    test::contains("values.csv: line 3, column 'v': '300' is out of range for dtype Byte"));
+  CHECK_THROWS_WITH(read_as("-1", torch::kByte), test::contains("'-1' is out of range for dtype Byte"));
+  CHECK_THROWS_WITH(read_as("40000", torch::kShort),
+                    test::contains("'40000' is out of range for dtype Short"));
+  CHECK_THROWS_WITH(read_as("2", torch::kBool), test::contains("'2' is out of range for dtype Bool"));
+  CHECK_THROWS_WITH(read_as("9223372036854775808", torch::kLong),
+                    test::contains("'9223372036854775808' is out of range for dtype Long"));
+  CHECK_THROWS_WITH(read_as("3.7", torch::kInt),
+                    test::contains("line 3, column 'v': '3.7' is not an integer, as dtype Int needs"));
+  CHECK_THROWS_WITH(read_as("1e39", torch::kFloat), test::contains("'1e39' is out of range for dtype Float"));
+  CHECK_THROWS_WITH(read_as("70000", torch::kHalf), test::contains("'70000' is out of range for dtype Half"));
+  CHECK_THROWS_WITH(read_as("+-5", torch::kFloat), test::contains("'+-5' is not a number"));
+  // What fits is read as it is; infinities are values of every floating type.
+  CHECK(torch::equal(read_as("255", torch::kByte).at("v"), torch::tensor({0, 255}, torch::kByte)));
+  CHECK(torch::equal(read_as("-128", torch::kChar).at("v"), torch::tensor({0, -128}, torch::kChar)));
+  CHECK(torch::equal(read_as("1", torch::kBool).at("v"), torch::tensor({false, true})));
+  CHECK(read_as("-inf", torch::kFloat).at("v")[1].item<float>() == -std::numeric_limits<float>::infinity());
+  CHECK_THROWS_WITH(read_as("1", torch::kComplexFloat),
+                    test::contains("a CSV column cannot be read as dtype ComplexFloat"));
 }
 
 TEST_CASE("an image file whose header announces more than the file holds is an error, not an allocation",
@@ -283,6 +399,20 @@ TEST_CASE("images round-trip through PNG and decode in parallel", "[io][image]")
                     test::contains("broken.png: cannot decode image"));
   bp::io::write_image(scratch / "photo.jpg", images[2]);
   CHECK(bp::io::read_image(scratch / "photo.jpg").sizes() == images[2].sizes());  // lossy: shape only
+}
+
+TEST_CASE("read_image converts to 1, 3 or 4 channels, and refuses other counts", "[io][image]") {
+  Scratch scratch;
+  const auto file = scratch / "rgb.png";
+  bp::io::write_image(file, torch::randint(0, 255, {3, 4, 5}).to(torch::kByte));
+  CHECK(bp::io::read_image(file, 4).sizes() == std::vector<int64_t>{4, 4, 5});
+  // 2 made gray and alpha; stb asserts on 5 or -1.
+  for (int channels : {2, 5, -1}) {
+    CAPTURE(channels);
+    CHECK_THROWS_WITH(bp::io::read_image(file, channels),
+                      test::contains("rgb.png: cannot decode image into " + std::to_string(channels) +
+                                     " channels: the count must be 1, 3 or 4"));
+  }
 }
 
 TEST_CASE("a pipeline starts from files and dumps items to files", "[io][images]") {

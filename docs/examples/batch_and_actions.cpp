@@ -10,7 +10,7 @@ struct ImageBatch : bp::Batch<ImageBatch> {
   ACTION(normalize)(float mean, float std) { (*this)["images"] = (get("images") - mean) / std; }
 
   // Augmentation: each batch goes through flip with probability 0.5, drawn from its own stream.
-  ACTION(flip, .p = 0.5)() { (*this)["images"] = get("images").flip({-1}); }
+  ACTION(flip, .probability = 0.5)() { (*this)["images"] = get("images").flip({-1}); }
 
   // Any type can be a component; this one records a value per item.
   ACTION(tag)(std::string prefix) {
@@ -32,7 +32,7 @@ int main() {
 
   // The registry: what the class can do.
   for (const auto& action : ImageBatch::actions().list()) {
-    std::cout << action.name << " (p = " << action.p << ", parameters:";
+    std::cout << action.name << " (probability " << action.probability << ", parameters:";
     for (const auto& type : action.parameters) std::cout << ' ' << type;
     std::cout << ")\n";
   }

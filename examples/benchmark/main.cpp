@@ -285,15 +285,21 @@ int main(int argc, char** argv) {
   return example::run("benchmark", check, [&] {
     std::printf("%u hardware threads; LibTorch: %d intra-op threads by default; BLAS: %s\n",
                 std::thread::hardware_concurrency(), at::get_num_threads(), blas_description().c_str());
+    // The data first: --items above what it holds stops the program before any workload runs.
+    const bool pipelines = wants("W1") || wants("W2");
+    benchmark_peers::Fashion data;
+    if (pipelines) {
+      const auto n = static_cast<int64_t>(s.items);
+      const auto images = bp::io::read_idx(s.data / "train-images-idx3-ubyte.gz");
+      const auto labels = bp::io::read_idx(s.data / "train-labels-idx1-ubyte.gz");
+      example::check_items("--items", s.items, std::min(images.size(0), labels.size(0)));
+      data = {images.narrow(0, 0, n).contiguous(), labels.narrow(0, 0, n).to(torch::kLong)};
+    }
     std::map<std::string, double> w0;
     if (wants("W0")) w0 = run_w0(s);
 
     std::vector<Row> rows;
-    if (wants("W1") || wants("W2")) {
-      const auto n = static_cast<int64_t>(s.items);
-      benchmark_peers::Fashion data{
-          bp::io::read_idx(s.data / "train-images-idx3-ubyte.gz").narrow(0, 0, n).contiguous(),
-          bp::io::read_idx(s.data / "train-labels-idx1-ubyte.gz").narrow(0, 0, n).to(torch::kLong)};
+    if (pipelines) {
       bp::Dataset<BenchBatch> fashion(s.items, {{"images", data.images}, {"labels", data.labels}});
       auto prep = fashion.pipeline()
                       .normalize(benchmark_peers::fashion_mean, benchmark_peers::fashion_std, 1 / 255.f)

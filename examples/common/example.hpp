@@ -2,8 +2,9 @@
 // any work starts.
 //
 // Exit codes: 0 the work is done (or --help was asked); 1 the work failed (a data file is
-// missing or malformed, an action threw); 2 the command line is wrong (an unknown flag, a value
-// out of range, a folder that does not exist, an unknown device), found before any work starts.
+// missing, malformed or empty, an action threw); 2 the command line is wrong (an unknown flag, a value
+// out of range, a folder that does not exist or cannot be written, an unknown device), found
+// before any work starts (or, for --items above what the data holds, once the data is read).
 // Every error is one line on stderr, prefixed by the program's name.
 #pragma once
 
@@ -17,11 +18,15 @@
 
 #include <charconv>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <optional>
+#include <random>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace example {
@@ -36,20 +41,25 @@ struct UsageError : std::runtime_error {
 };
 
 /// Runs `check` (flags: throws UsageError), then `work`; prints an error as one line and returns
-/// the exit code.
+/// the exit code. A UsageError from `work` is still exit code 2: a flag that only the data, once
+/// read, shows to be wrong (--items above what it holds).
 template <class Check, class Work>
 int run(const std::string& program, Check&& check, Work&& work) {
+  const auto report = [&](const std::exception& e, int code) {
+    std::cerr << program << ": " << batchpipe::error_message(e) << '\n';
+    return code;
+  };
   try {
     check();
   } catch (const std::exception& e) {
-    std::cerr << program << ": " << batchpipe::error_message(e) << '\n';
-    return exit_usage;
+    return report(e, exit_usage);
   }
   try {
     work();
+  } catch (const UsageError& e) {
+    return report(e, exit_usage);
   } catch (const std::exception& e) {
-    std::cerr << program << ": " << batchpipe::error_message(e) << '\n';
-    return exit_failure;
+    return report(e, exit_failure);
   }
   return exit_success;
 }
@@ -99,15 +109,33 @@ inline void check_data_folder(const std::filesystem::path& folder, const std::ve
   }
 }
 
-/// A file the program will write at the end: its folder must exist now, so that hours of work
-/// are not lost to a typo.
+/// A file the program will write at the end: its folder must exist and take a new file now (one
+/// is created there and removed), so that hours of work are not lost to a typo or a permission.
 inline void check_output_file(const std::string& flag, const std::filesystem::path& file) {
   if (file.empty()) return;
-  const auto folder = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-  if (!std::filesystem::is_directory(folder)) {
+  namespace fs = std::filesystem;
+  const auto folder = file.has_parent_path() ? file.parent_path() : fs::path(".");
+  if (!fs::is_directory(folder)) {
     throw UsageError(flag + " " + file.string() + ": the folder " + folder.string() + " does not exist");
   }
-  if (std::filesystem::is_directory(file)) throw UsageError(flag + " " + file.string() + " is a folder");
+  if (fs::is_directory(file)) throw UsageError(flag + " " + file.string() + " is a folder");
+  // A checkpoint is written beside its name and renamed over it: the folder is what must be writable.
+  const auto probe =
+      folder / ("." + file.filename().string() + ".probe-" + std::to_string(std::random_device{}()));
+  if (!std::ofstream(probe)) {
+    throw UsageError(flag + " " + file.string() + ": cannot write in the folder " + folder.string());
+  }
+  std::error_code ignored;
+  fs::remove(probe, ignored);
+}
+
+/// `flag` asks for `items` items of data that holds `available`: found once the data is read, a
+/// UsageError rather than LibTorch's message about a slice out of range.
+inline void check_items(const std::string& flag, std::size_t items, std::int64_t available) {
+  if (items > static_cast<std::size_t>(available)) {
+    throw UsageError(flag + " " + std::to_string(items) + ": the data holds only " +
+                     std::to_string(available) + " items");
+  }
 }
 
 #if __has_include(<CLI/CLI.hpp>)

@@ -6,7 +6,7 @@
 // examples/common/example.hpp.
 
 #include "../common/example.hpp"
-#include "fashion.hpp"
+#include "../common/fashion.hpp"
 
 #include <batchpipe/batchpipe.hpp>
 
@@ -84,12 +84,12 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"none", "flip", "flip-crop"}))
       ->capture_default_str();
   app.add_option("--save", s.save,
-                 "save the model to this checkpoint after training (its folder must exist)");
+                 "save the model to this checkpoint after training (its folder must exist and be writable)");
   app.add_option("--load", s.load, "load the model from this checkpoint before training")
       ->check(CLI::ExistingFile);
   app.add_option("--plot", s.plot,
                  "write an SVG plot of the running loss and training accuracy over the training (its folder "
-                 "must exist); the accuracy costs a forward pass per batch");
+                 "must exist and be writable); the accuracy costs a forward pass per batch");
   app.add_flag("--profile", s.profile, "print the time of each action of the training run");
   app.add_flag("--quiet", s.quiet, "no progress bar");
   app.add_flag("--distributed", s.distributed,

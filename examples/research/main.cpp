@@ -7,7 +7,7 @@
 // `research --help` lists the flags. Exit codes: examples/common/example.hpp.
 
 #include "../common/example.hpp"
-#include "../fashion_mnist/fashion.hpp"
+#include "../common/fashion.hpp"
 
 #include <batchpipe/batchpipe.hpp>
 
@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
     auto train_data = load_split(s.data, "train");
     const auto test_data = load_split(s.data, "t10k");
     if (s.items != 0) {
+      example::check_items("--items", s.items, static_cast<std::int64_t>(train_data.size()));
       std::vector<std::size_t> first(s.items);
       std::iota(first.begin(), first.end(), std::size_t{0});
       train_data = train_data.subset(first);

@@ -5,12 +5,12 @@
 
 #include <batchpipe/core/action_options.hpp>
 #include <batchpipe/core/batch.hpp>
+#include <batchpipe/core/detail/action_binding.hpp>
+#include <batchpipe/core/detail/runtime_binding.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/detail/access.hpp>
-#include <batchpipe/detail/action_binding.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/reserved_names.hpp>
-#include <batchpipe/detail/runtime_binding.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 

@@ -18,7 +18,7 @@ struct ActionOptions {
   /// Probability that a batch goes through the action. The draw derives from the run's seed, the
   /// batch number and the action's place in the pipeline (not from the batch's random stream),
   /// so the same seed skips the same batches.
-  double p = 1.0;
+  double probability = 1.0;
   /// The names of the parameters a pipeline passes (after the model), in order, separated by
   /// commas, each with an optional default written in JSON: `.params = "mean, std = 0.25"`. They
   /// let a pipeline written in a config name its arguments (Pipeline::from_config). Empty: the
@@ -35,7 +35,7 @@ struct ActionInfo {
   /// True when at most one call of the action runs at a time (ActionOptions::singleton).
   bool singleton = false;
   /// Probability that a batch goes through the action (ActionOptions::p).
-  double p = 1.0;
+  double probability = 1.0;
   /// The C++ types of the arguments a pipeline passes (after the model), when known: an
   /// overloaded or template action has none and cannot be called by name.
   std::vector<std::string> parameters;

@@ -3,13 +3,13 @@
 /// @brief `Batch<Derived>`: the CRTP base of every batch class. A batch holds its index and named
 /// components (tensors by default, any type allowed) and its own random stream.
 
+#include <batchpipe/core/detail/run_context.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/index.hpp>
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/deferred_tensor.hpp>
-#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 #include <batchpipe/fwd.hpp>

@@ -2,10 +2,11 @@
 /// @file batch_stream.hpp
 /// @brief `BatchStream<B>`: the batches of one run of a pipeline, made on demand.
 
+#include <batchpipe/core/detail/batch_sources.hpp>
+#include <batchpipe/core/detail/progress_notifier.hpp>
 #include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
-#include <batchpipe/detail/batch_sources.hpp>
-#include <batchpipe/detail/progress_notifier.hpp>
+#include <batchpipe/detail/kept_iteration.hpp>
 #include <batchpipe/fwd.hpp>
 
 #include <chrono>
@@ -121,8 +122,11 @@ class BatchStream {
     B& operator*() const { return *stream_->current_; }
     /// The current batch's members.
     B* operator->() const { return &*stream_->current_; }
-    /// Takes the next batch from the stream; an action's error is thrown here (see BatchStream).
+    /// Releases the current batch, then takes the next from the stream; an action's error is
+    /// thrown here (see BatchStream).
     iterator& operator++() {
+      // Released first: a loop holds at most prefetch + 1 batches, the one it holds included.
+      stream_->current_.reset();
       stream_->current_ = stream_->next();
       return *this;
     }
@@ -149,6 +153,7 @@ class BatchStream {
 
  private:
   friend class Pipeline<B>;
+  friend class detail::KeptIteration<B>;
   BatchStream(detail::BatchSourcePtr<B> source, std::uint64_t seed,
               std::unique_ptr<detail::RunObservers> observers)
       : source_(std::move(source)), observers_(std::move(observers)), seed_(seed) {}

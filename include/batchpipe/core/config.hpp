@@ -4,6 +4,8 @@
 /// and out (nlohmann/json).
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/exact_number.hpp>
+#include <batchpipe/detail/json_excerpt.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -40,9 +43,15 @@ class Config {
 
   /// An empty config: `{}`.
   Config() : json_(json::object()) {}
-  /// A config holding `value`, which must be a JSON object; `source` names it in errors.
+  /// How deeply a config's values may nest (`{"a": [1]}` nests 2). Deeper is an Error: copying,
+  /// comparing or writing such a value recurses once per level and would overflow the stack.
+  static constexpr std::size_t max_nesting = 128;
+
+  /// A config holding `value`, which must be a JSON object nesting at most max_nesting levels;
+  /// `source` names it in errors.
   explicit Config(json value, std::string source = "config")
       : json_(std::move(value)), source_(std::move(source)) {
+    check_nesting(json_, 0, "");
     if (!json_.is_object()) throw Error(source_ + ": a config is a JSON object, not " + describe(json_));
   }
 
@@ -53,6 +62,8 @@ class Config {
       value = json::parse(text);
     } catch (const json::parse_error& e) {
       throw Error(source + ": not valid JSON at byte " + std::to_string(e.byte) + ": " + parse_message(e));
+    } catch (const json::exception& e) {  // parsed, but not representable: a number out of range
+      throw Error(source + ": not valid JSON: " + parse_message(e));
     }
     return Config(std::move(value), std::move(source));
   }
@@ -118,6 +129,7 @@ class Config {
       *this = Config(std::move(value), source_);
       return *this;
     }
+    check_nesting(value, split(path).size(), path);
     json* node = &json_;
     std::string walked;
     for (const std::string& key : split(path)) {
@@ -201,9 +213,16 @@ class Config {
   }
 
   static std::string describe(const json& value) {
-    std::string text = value.dump();
-    if (text.size() > 40) text = text.substr(0, 37) + "...";
-    return kind(value) + " (" + text + ")";
+    return kind(value) + " (" + detail::json_excerpt(value, 40) + ")";
+  }
+
+  // `value`, to be placed `depth` levels down (at `path`), within max_nesting.
+  void check_nesting(const json& value, std::size_t depth, std::string_view path) const {
+    if (depth + detail::json_nesting(value, max_nesting) > max_nesting) {
+      throw Error(
+          source_ + ": " + (path.empty() ? "the config" : "the value at '" + std::string(path) + "'") +
+          " nests deeper than " + std::to_string(max_nesting) + " levels, the most a config may have");
+    }
   }
 
   static std::string kind(const json& value) {
@@ -228,10 +247,16 @@ class Config {
     }
   }
 
-  static std::string parse_message(const json::parse_error& e) {
-    const std::string what = e.what();
-    const auto colon = what.rfind(": ");
-    return colon == std::string::npos ? what : what.substr(colon + 2);
+  // nlohmann's message without its prefix, cut short: it quotes the token it stopped at, which
+  // may be a whole file's worth of digits.
+  static std::string parse_message(const json::exception& e) {
+    std::string what = e.what();
+    if (const auto bracket = what.find("] ");
+        what.starts_with("[json.exception") && bracket != std::string::npos)
+      what = what.substr(bracket + 2);
+    if (const auto colon = what.rfind(": "); colon != std::string::npos) what = what.substr(colon + 2);
+    if (what.size() > 160) what = what.substr(0, 157) + "...";
+    return what;
   }
 
   template <class T>
@@ -243,23 +268,21 @@ class Config {
     if constexpr (std::is_same_v<T, bool>) {
       if (!value.is_boolean()) throw mismatch("true or false");
       return value.get<bool>();
-    } else if constexpr (std::is_integral_v<T>) {
-      if (!value.is_number_integer()) throw mismatch("an integer");
+    } else if constexpr (std::is_arithmetic_v<T>) {
+      // One rule with calls by name (detail::exact_number): an integer setting is never read
+      // from 2.5, nor a float from 1e300.
+      if (std::is_integral_v<T> ? !value.is_number_integer() : !value.is_number())
+        throw mismatch(std::is_integral_v<T> ? "an integer" : "a number");
+      std::optional<T> exact;
       if (value.is_number_unsigned()) {
-        const auto v = value.get<std::uint64_t>();
-        if (v > static_cast<std::uint64_t>(std::numeric_limits<T>::max()))
-          throw mismatch("a smaller integer");
-        return static_cast<T>(v);
+        exact = detail::exact_number<T>(value.get<std::uint64_t>());
+      } else if (value.is_number_integer()) {
+        exact = detail::exact_number<T>(value.get<std::int64_t>());
+      } else {
+        exact = detail::exact_number<T>(value.get<double>());
       }
-      const auto v = value.get<std::int64_t>();
-      if (v < static_cast<std::int64_t>(std::numeric_limits<T>::min()) ||
-          (v > 0 &&
-           static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(std::numeric_limits<T>::max())))
-        throw mismatch(std::is_signed_v<T> ? "a smaller integer" : "a non-negative integer");
-      return static_cast<T>(v);
-    } else if constexpr (std::is_floating_point_v<T>) {
-      if (!value.is_number()) throw mismatch("a number");
-      return value.get<T>();
+      if (!exact) throw mismatch(detail::exact_number_expectation<T>());
+      return *exact;
     } else if constexpr (std::is_same_v<T, std::string>) {
       if (!value.is_string()) throw mismatch("a string");
       return value.get<std::string>();

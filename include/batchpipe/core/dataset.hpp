@@ -9,6 +9,7 @@
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/item_ranges.hpp>
+#include <batchpipe/detail/kept_iteration.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 #include <batchpipe/fwd.hpp>
@@ -98,8 +99,6 @@ class Dataset {
 
   /// A new, empty pipeline over this dataset (lazy: building it runs nothing).
   [[nodiscard]] Pipeline<B> pipeline() const { return Pipeline<B>(*this); }
-  /// Short for pipeline().
-  [[nodiscard]] Pipeline<B> p() const { return pipeline(); }
 
   /// The dataset's batches, made on demand: `for (auto& batch : dataset.gen_batch(options))`.
   [[nodiscard]] BatchStream<B> gen_batch(const RunOptions& options) const {
@@ -109,8 +108,7 @@ class Dataset {
   /// The next batch of an iteration that the first call starts with `options` (later calls
   /// continue it); nothing once it is over. reset_iter() starts again.
   std::optional<B> next_batch(const RunOptions& options) {
-    if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
-    return iteration_.value->next();
+    return iteration_.value.next([&] { return gen_batch(options); });
   }
   /// Forgets the iteration next_batch() started: the next call starts a new one.
   void reset_iter() { iteration_.value.reset(); }
@@ -133,7 +131,7 @@ class Dataset {
 
   Index index_;
   std::shared_ptr<const Data> data_;
-  detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
+  detail::not_copied<detail::KeptIteration<B>> iteration_;
 };
 
 /// @brief The parts of a split dataset.

@@ -89,6 +89,9 @@ class FileError : public Error {
 /// @brief The message of an exception as users should read it: a LibTorch error (`c10::Error`)
 /// without the C++ stack trace that LibTorch appends to its what(), any other exception's what().
 ///
+/// Use it, never what(), to put a caught exception's message into another (a bp::Error's): once a
+/// c10::Error's what() is copied into a message, nothing can tell its trace from the message.
+///
 /// @code
 /// } catch (const std::exception& e) {
 ///   std::cerr << "my_program: " << bp::error_message(e) << '\n';

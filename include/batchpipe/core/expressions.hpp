@@ -60,6 +60,25 @@ struct variable_expression : expression_base {
   std::string text() const { return "V(\"" + name + "\")"; }
 };
 
+/// Types a config's value can be given as: what Config::get reads, and types made from a string
+/// (a path, a device).
+template <class T>
+inline constexpr bool config_givable = config_readable<T> || std::is_constructible_v<T, std::string>;
+
+/// The value at `path` of `config` as a Value (config_givable): the one reading of a setting as
+/// a parameter's type, for `C(...)` and a config's named arguments alike.
+template <class Value>
+Value read_config_value(const Config& config, std::string_view path) {
+  if constexpr (config_readable<Value>) {
+    return config.template get<Value>(path);
+  } else if constexpr (std::is_constructible_v<Value, std::string>) {
+    return Value(config.template get<std::string>(path));
+  } else {
+    throw Error("a config value cannot be read as " + type_name<Value>() +
+                " (numbers, bool, strings, vectors of them, Config and types made from a string can)");
+  }
+}
+
 /// A value of the config the pipeline carries: `C("augment.angle")`.
 template <class T>
 struct config_expression : expression_base {
@@ -67,15 +86,7 @@ struct config_expression : expression_base {
   std::string path;
   template <class Want, class Batch>
   expression_value_t<T, Want> evaluate(Batch& batch) const {
-    using Value = expression_value_t<T, Want>;
-    if constexpr (config_readable<Value>) {
-      return batch.config().template get<Value>(path);
-    } else if constexpr (std::is_constructible_v<Value, std::string>) {  // a path, a device
-      return Value(batch.config().template get<std::string>(path));
-    } else {
-      throw Error("a config value cannot be read as " + type_name<Value>() +
-                  " (numbers, bool, strings, vectors of them, Config and types made from a string can)");
-    }
+    return read_config_value<expression_value_t<T, Want>>(batch.config(), path);
   }
   std::string text() const { return "C(\"" + path + "\")"; }
 };

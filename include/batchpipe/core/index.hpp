@@ -6,6 +6,7 @@
 #include <batchpipe/core/random.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <compare>
 #include <concepts>
@@ -19,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -94,7 +96,7 @@ struct std::hash<batchpipe::Id> {
 
 namespace batchpipe {
 
-/// @brief How `Index::split` shares the items out. Shares must be >= 0 and add up to 1.
+/// @brief How `Index::split` shares the items out. Shares must be finite, >= 0 and add up to 1.
 struct Shares {
   double train = 0.8;       ///< share of the training part
   double test = 0.2;        ///< share of the test part
@@ -169,11 +171,14 @@ class Index {
   }
 
   /// A files index of the regular files matching `pattern`, sorted by path. `*` and `?` match
-  /// within one path component, in any component (`data/*/img_??.png`).
+  /// within one path component, in any component (`data/*/img_??.png`). Symlinks are followed;
+  /// one that leads nowhere (dangling, or a loop) is not a file and is skipped. A folder or file
+  /// that cannot be read is a FileError naming it.
   static Index from_glob(const std::string& pattern, bool strip_extension = false);
 
   /// A files index of the regular files in `folder` (and its subfolders when `recursive`),
-  /// keeping those whose extension is listed (".png") when `extensions` is not empty.
+  /// keeping those whose extension is listed (".png") when `extensions` is not empty. Symlinks
+  /// and unreadable entries are treated as by from_glob; symlinked subfolders are not entered.
   static Index from_folder(const std::filesystem::path& folder,
                            const std::vector<std::string>& extensions = {}, bool recursive = false,
                            bool strip_extension = false);
@@ -245,7 +250,9 @@ class Index {
   }
 
   /// Splits into train, test and validation parts by shares, in index order or, with a seed,
-  /// shuffled. Part sizes are rounded shares of size(); validation takes what rounding leaves.
+  /// shuffled. Part sizes are the shares of size() rounded by largest remainder, then each non-zero
+  /// share gets at least one item (an Error when the index has fewer items than non-zero shares;
+  /// an empty index gives three empty parts).
   [[nodiscard]] IndexSplit split(Shares shares, std::optional<std::uint64_t> shuffle = std::nullopt) const;
 
   /// Splits into train (`train_share`) and test (the rest).
@@ -399,29 +406,59 @@ inline bool has_wildcard(const std::string& component) {
   return component.find_first_of("*?") != std::string::npos;
 }
 
+// A path that leads nowhere: missing, under a file, or a symlink loop (ELOOP). The files indexes
+// skip such entries as not files; any other failure to read an entry is an Error naming it.
+inline bool leads_nowhere(const std::error_code& ec) {
+  return ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory ||
+         ec == std::errc::too_many_symbolic_link_levels;
+}
+
+inline void throw_unreadable(const std::filesystem::path& path, const std::error_code& ec) {
+  throw FileError(path, "cannot read it for a files index: " + ec.message());
+}
+
+/// True for a regular file, following symlinks; false for anything else, a symlink loop included.
+/// The listing's file type answers without a stat, except for a symlink, which is followed.
+inline bool is_file(const std::filesystem::directory_entry& entry) {
+  std::error_code ec;
+  const bool file = entry.is_regular_file(ec);
+  if (ec && !leads_nowhere(ec)) throw_unreadable(entry.path(), ec);
+  return file;
+}
+
+/// Calls `visit` with each entry of `folder` (and of its subfolders, with a recursive `Iterator`)
+/// through the error_code overloads, which let no std::filesystem_error escape. A folder that
+/// leads nowhere has no entries; a failure names the folder, or the entry it stopped at.
+template <class Iterator, class Visit>
+void for_each_entry(const std::filesystem::path& folder, Visit visit) {
+  std::error_code ec;
+  Iterator entry(folder, ec);
+  std::filesystem::path last = folder;
+  for (; !ec && entry != Iterator(); entry.increment(ec)) {
+    last = entry->path();
+    visit(*entry);
+  }
+  if (ec && !leads_nowhere(ec)) throw_unreadable(last, ec);
+}
+
 /// Expands the components of a glob pattern one at a time, from `base`.
 inline void expand_glob(const std::filesystem::path& base, std::vector<std::string>::const_iterator component,
                         std::vector<std::string>::const_iterator end,
                         std::vector<std::filesystem::path>& out) {
   namespace fs = std::filesystem;
   if (component == end) {
-    std::error_code ec;
-    if (fs::is_regular_file(base, ec)) out.push_back(base);
+    std::error_code ec;  // a failure here leaves the type unknown: is_file asks again, and reports it
+    if (is_file(fs::directory_entry(base, ec))) out.push_back(base);
     return;
   }
   if (!has_wildcard(*component)) {
     expand_glob(base / *component, component + 1, end, out);
     return;
   }
-  std::error_code ec;
-  fs::directory_iterator entries(base.empty() ? fs::path(".") : base, ec);
-  if (ec) return;
-  for (const auto& entry : entries) {
+  for_each_entry<fs::directory_iterator>(base.empty() ? fs::path(".") : base, [&](const auto& entry) {
     const auto name = entry.path().filename().string();
-    if (wildcard_match(*component, name)) {
-      expand_glob(base / name, component + 1, end, out);
-    }
-  }
+    if (wildcard_match(*component, name)) expand_glob(base / name, component + 1, end, out);
+  });
 }
 
 }  // namespace detail
@@ -440,46 +477,73 @@ inline Index Index::from_folder(const std::filesystem::path& folder,
                                 const std::vector<std::string>& extensions, bool recursive,
                                 bool strip_extension) {
   namespace fs = std::filesystem;
-  if (!fs::is_directory(folder)) {
+  std::error_code ec;
+  if (!fs::is_directory(folder, ec)) {
     throw Error("files index: '" + folder.string() + "' is not a folder");
   }
-  auto wanted = [&](const fs::directory_entry& entry) {
-    if (!entry.is_regular_file()) return false;
-    if (extensions.empty()) return true;
-    const auto extension = entry.path().extension().string();
-    return std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
-  };
   std::vector<fs::path> found;
+  auto keep_wanted = [&](const fs::directory_entry& entry) {
+    const auto extension = entry.path().extension().string();
+    const bool listed =
+        extensions.empty() || std::find(extensions.begin(), extensions.end(), extension) != extensions.end();
+    if (listed && detail::is_file(entry)) found.push_back(entry.path());  // the name first: no stat
+  };
   if (recursive) {
-    for (const auto& entry : fs::recursive_directory_iterator(folder)) {
-      if (wanted(entry)) found.push_back(entry.path());
-    }
+    detail::for_each_entry<fs::recursive_directory_iterator>(folder, keep_wanted);
   } else {
-    for (const auto& entry : fs::directory_iterator(folder)) {
-      if (wanted(entry)) found.push_back(entry.path());
-    }
+    detail::for_each_entry<fs::directory_iterator>(folder, keep_wanted);
   }
   std::sort(found.begin(), found.end());
   return from_paths(std::move(found), strip_extension);
 }
 
 inline IndexSplit Index::split(Shares shares, std::optional<std::uint64_t> shuffle) const {
-  const double total = shares.train + shares.test + shares.validation;
-  if (shares.train < 0 || shares.test < 0 || shares.validation < 0 || std::abs(total - 1.0) > 1e-9) {
-    throw Error("Index::split: shares must be >= 0 and add up to 1 (train " + std::to_string(shares.train) +
-                ", test " + std::to_string(shares.test) + ", validation " +
-                std::to_string(shares.validation) + ")");
+  const std::array<double, 3> share{shares.train, shares.test, shares.validation};
+  const double total = share[0] + share[1] + share[2];
+  // A NaN passes every comparison, so finiteness is checked apart.
+  if (std::any_of(share.begin(), share.end(), [](double s) { return !std::isfinite(s) || s < 0; }) ||
+      std::abs(total - 1.0) > 1e-9) {
+    throw Error("Index::split: shares must be finite, >= 0 and add up to 1 (train " +
+                std::to_string(share[0]) + ", test " + std::to_string(share[1]) + ", validation " +
+                std::to_string(share[2]) + ")");
+  }
+  const std::size_t n = size();
+  const auto wanted =
+      static_cast<std::size_t>(std::count_if(share.begin(), share.end(), [](double s) { return s > 0; }));
+  if (n > 0 && n < wanted) {
+    throw Error("Index::split: " + std::to_string(wanted) + " non-zero shares need at least " +
+                std::to_string(wanted) + " items, the index has " + std::to_string(n));
+  }
+  // Largest remainder: each part gets its share rounded down, then the items left go one each to
+  // the parts rounded down the most (ties: train, test, validation), so the sizes add up to n.
+  std::array<std::size_t, 3> count{};
+  std::array<double, 3> rest{};
+  std::size_t given = 0;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const double quota = static_cast<double>(n) * share[i] / total;
+    count[i] = std::min(static_cast<std::size_t>(quota), n - given);
+    rest[i] = quota - static_cast<double>(count[i]);
+    given += count[i];
+  }
+  std::array<std::size_t, 3> by_rest{0, 1, 2};
+  std::stable_sort(by_rest.begin(), by_rest.end(),
+                   [&](std::size_t a, std::size_t b) { return rest[a] > rest[b]; });
+  for (std::size_t k = 0; given < n; ++k, ++given) ++count[by_rest[k % 3]];
+  // A non-zero share rounded to nothing takes an item from the largest part, which has two or more
+  // since n >= wanted: a validation part asked for is never silently empty.
+  for (std::size_t i = 0; i < 3; ++i) {
+    if (share[i] > 0 && count[i] == 0 && n > 0) {
+      --*std::max_element(count.begin(), count.end());
+      ++count[i];
+    }
   }
   const Index ordered = shuffle ? shuffled(*shuffle) : *this;
-  const auto n = static_cast<double>(size());
-  const auto n_train = std::min(size(), static_cast<std::size_t>(std::llround(n * shares.train)));
-  const auto n_test = std::min(size() - n_train, static_cast<std::size_t>(std::llround(n * shares.test)));
-  std::vector<std::size_t> positions(size());
-  for (std::size_t i = 0; i < positions.size(); ++i) positions[i] = i;
+  std::vector<std::size_t> positions(n);
+  for (std::size_t i = 0; i < n; ++i) positions[i] = i;
   const std::span<const std::size_t> all(positions);
-  return IndexSplit{ordered.subset_unchecked(all.subspan(0, n_train)),
-                    ordered.subset_unchecked(all.subspan(n_train, n_test)),
-                    ordered.subset_unchecked(all.subspan(n_train + n_test))};
+  return IndexSplit{ordered.subset_unchecked(all.subspan(0, count[0])),
+                    ordered.subset_unchecked(all.subspan(count[0], count[1])),
+                    ordered.subset_unchecked(all.subspan(count[0] + count[1]))};
 }
 
 inline IndexSplit Index::split(double train_share, std::optional<std::uint64_t> shuffle) const {

@@ -177,16 +177,10 @@ class ModelDirectory {
         // Direct initialisation from the definition's result: no copy or move of T is needed.
         return std::shared_ptr<T>(new T(detail::access::build_model<B, Model>(config)));
       };
-      models_.push_back(
-          ModelInstance(std::shared_ptr<detail::ModelSlot>(new detail::ModelSlot{std::string(Model::label),
-                                                                                 detail::type_name<B>(),
-                                                                                 typeid(B),
-                                                                                 typeid(T),
-                                                                                 detail::type_name<T>(),
-                                                                                 make,
-                                                                                 Config(),
-                                                                                 {},
-                                                                                 {}})));
+      models_.push_back(ModelInstance(std::make_shared<const detail::ModelDefinition>(detail::ModelDefinition{
+                                          std::string(Model::label), detail::type_name<B>(), typeid(B),
+                                          typeid(T), detail::type_name<T>(), make}),
+                                      Config()));
     });
   }
 

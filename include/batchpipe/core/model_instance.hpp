@@ -20,14 +20,21 @@ namespace batchpipe {
 
 namespace detail {
 
-/// What a model instance is made of: its definition, its config, its lock and the model.
-struct ModelSlot {
+/// A model definition as its batch class declares it (MODEL): what its instances share.
+struct ModelDefinition {
   std::string name;   ///< the definition's name (MODEL(name))
   std::string owner;  ///< the batch class, for errors
   std::type_index owner_type;
   std::type_index type;  ///< the descriptor's type
   std::string type_name;
   std::shared_ptr<void> (*make)(const Config&);
+};
+
+/// What a model instance is made of: its definition, its config, its lock and the model.
+struct ModelSlot {
+  ModelSlot(std::shared_ptr<const ModelDefinition> of, Config settings)
+      : definition(std::move(of)), config(std::move(settings)) {}
+  std::shared_ptr<const ModelDefinition> definition;
   Config config;
   mutable std::mutex mutex;
   std::shared_ptr<void> model;
@@ -52,11 +59,11 @@ struct ModelSlot {
 class ModelInstance {
  public:
   /// The definition's name.
-  const std::string& name() const noexcept { return slot_->name; }
+  const std::string& name() const noexcept { return definition().name; }
   /// The config the model is (or will be) built from.
   const Config& config() const noexcept { return slot_->config; }
   /// The descriptor's C++ type.
-  const std::string& type_name() const noexcept { return slot_->type_name; }
+  const std::string& type_name() const noexcept { return definition().type_name; }
 
   /// True when the model is built now.
   bool is_built() const {
@@ -90,15 +97,7 @@ class ModelInstance {
 
   /// A new, unbuilt instance of the same definition built from `config`.
   ModelInstance with_config(Config config) const {
-    return ModelInstance(std::shared_ptr<detail::ModelSlot>(new detail::ModelSlot{slot_->name,
-                                                                                  slot_->owner,
-                                                                                  slot_->owner_type,
-                                                                                  slot_->type,
-                                                                                  slot_->type_name,
-                                                                                  slot_->make,
-                                                                                  std::move(config),
-                                                                                  {},
-                                                                                  {}}));
+    return ModelInstance(slot_->definition, std::move(config));
   }
 
   /// True when both handles refer to one instance.
@@ -107,26 +106,28 @@ class ModelInstance {
   }
 
   /// The batch class whose definition this is.
-  std::type_index batch_class() const noexcept { return slot_->owner_type; }
+  std::type_index batch_class() const noexcept { return definition().owner_type; }
 
  private:
   template <class B>
   friend class ModelDirectory;
-  explicit ModelInstance(std::shared_ptr<detail::ModelSlot> slot) : slot_(std::move(slot)) {}
+  ModelInstance(std::shared_ptr<const detail::ModelDefinition> definition, Config config)
+      : slot_(std::make_shared<detail::ModelSlot>(std::move(definition), std::move(config))) {}
+  const detail::ModelDefinition& definition() const noexcept { return *slot_->definition; }
 
   template <class T>
   void check_type() const {
-    if (slot_->type != typeid(T)) {
-      throw Error("model '" + slot_->name + "' of " + slot_->owner + " is a " + slot_->type_name +
-                  ", not a " + detail::type_name<T>());
+    if (definition().type != typeid(T)) {
+      throw Error("model '" + name() + "' of " + definition().owner + " is a " + type_name() + ", not a " +
+                  detail::type_name<T>());
     }
   }
 
   std::shared_ptr<void> build() const {
     try {
-      return slot_->make(slot_->config);
+      return definition().make(slot_->config);
     } catch (...) {
-      std::throw_with_nested(Error("building model '" + slot_->name + "' of " + slot_->owner +
+      std::throw_with_nested(Error("building model '" + name() + "' of " + definition().owner +
                                    " failed: " + detail::current_exception_message()));
     }
   }

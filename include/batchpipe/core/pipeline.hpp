@@ -1,13 +1,21 @@
 #pragma once
 /// @file pipeline.hpp
-/// @brief `Pipeline<B>`: a lazy chain of actions over a dataset. This is where a run starts and
-/// where an action is dispatched on a batch (run_steps).
+/// @brief `Pipeline<B>`: a lazy chain of actions over a dataset, built fluently or from a config.
+/// This is where a run starts (gen_batch) and its sources are chained (make_source); a batch is
+/// made and its actions dispatched in core/detail/step_runner.hpp.
 
 #include <batchpipe/core/action.hpp>
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/batch_stream.hpp>
 #include <batchpipe/core/config.hpp>
 #include <batchpipe/core/dataset.hpp>
+#include <batchpipe/core/detail/action_binding.hpp>
+#include <batchpipe/core/detail/batch_sampler.hpp>
+#include <batchpipe/core/detail/batch_sources.hpp>
+#include <batchpipe/core/detail/prefetcher.hpp>
+#include <batchpipe/core/detail/progress_notifier.hpp>
+#include <batchpipe/core/detail/run_context.hpp>
+#include <batchpipe/core/detail/step_runner.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/model.hpp>
@@ -16,12 +24,7 @@
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/detail/access.hpp>
-#include <batchpipe/detail/action_binding.hpp>
-#include <batchpipe/detail/batch_sampler.hpp>
-#include <batchpipe/detail/batch_sources.hpp>
-#include <batchpipe/detail/prefetcher.hpp>
-#include <batchpipe/detail/progress_notifier.hpp>
-#include <batchpipe/detail/run_context.hpp>
+#include <batchpipe/detail/kept_iteration.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -83,23 +86,23 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return with_step(B::actions().bind(name, std::move(args)));
   }
 
-  /// A pipeline written in a config: the actions listed at `path` (an array), in order, each a
-  /// name (`"flip"`) or an object of one key, the name, whose value holds the named arguments
-  /// (`{"normalize": {"mean": 0.286, "std": {"C": "data.std"}}}`); an argument left out takes
-  /// the default its ACTION declares (`.params`), or its C++ default when it is among the last.
-  /// The pipeline carries the whole config (`C(...)`, Batch::config). Errors name the config's
+  /// A pipeline written in a config: the steps listed at `path` (an array), in order. A step is
+  /// an action's name (`"flip"`) or an object whose key is the name and whose value holds the
+  /// named arguments (`{"normalize": {"mean": 0.286, "std": {"C": "data.std"}}}`), with an
+  /// optional second key `"with_probability"` (a number, `{"C": path}` or `{"V": name}`); an
+  /// argument left out takes the default its ACTION declares (`.params`), or its C++ default
+  /// when it is among the last. `{"rebatch": n}` re-cuts the stream; `{"merge": [[steps...],
+  /// [steps...], ...]}`, as the first step, merges pipelines of those steps over `dataset`. The
+  /// config's `"models"` object, when there is one, gives models their configs (init_model). The
+  /// pipeline carries the whole config (`C(...)`, Batch::config). Errors name the config's
   /// source (the file), the place (`pipeline[2]`), the action and the argument.
   static Pipeline from_config(Dataset<B> dataset, const Config& config, std::string_view path = "pipeline") {
-    const auto actions = config.get<Config::json>(path);
-    if (!actions.is_array()) {
-      throw Error(config.source() + ": '" + std::string(path) + "' must be an array of actions, not " +
-                  actions.dump());
-    }
-    Pipeline result(std::move(dataset));
-    result.config_ = config;
-    for (std::size_t i = 0; i < actions.size(); ++i) {
-      const std::string where = config.source() + ": " + std::string(path) + "[" + std::to_string(i) + "]";
-      result.steps_.push_back(step_from_json(actions[i], where));
+    const auto steps = config.get<Config::json>(path);
+    Pipeline result = from_json_steps(dataset, config, steps, config.source() + ": " + std::string(path));
+    if (config.contains("models")) {
+      const Config models = config.at("models");
+      for (const auto& model : models.to_json().items())
+        result = result.init_model(model.key(), models.at(model.key()));
     }
     return result;
   }
@@ -171,10 +174,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     Pipeline result = a;
     result.variables_ = a.variables_.merged(b.variables_);
     result.models_.insert(b.models_.begin(), b.models_.end());  // a's instance where both have one
-    // The one that has settings keeps its source (the file errors name).
-    result.config_ = b.config_.to_json().empty()   ? a.config_
-                     : a.config_.to_json().empty() ? b.config_
-                                                   : b.config_.merged(a.config_);
+    result.config_ = combined_config(a.config_, b.config_);
     if (!result.dataset_ && !result.merged_) {
       result.dataset_ = b.dataset_;
       result.merged_ = b.merged_;
@@ -219,10 +219,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// The next batch of an iteration that the first call starts with `options` (later calls
   /// continue it); nothing once it is over. reset_iter() starts again.
   std::optional<B> next_batch(const RunOptions& options) {
-    if (!iteration_.value) iteration_.value = std::make_shared<BatchStream<B>>(gen_batch(options));
-    auto batch = iteration_.value->next();
-    iteration_.value->pause();  // the iteration waits for the next call: it holds no thread setting
-    return batch;
+    return iteration_.value.next([&] { return gen_batch(options); });
   }
   /// Forgets the iteration next_batch() started: the next call starts a new one.
   void reset_iter() { iteration_.value.reset(); }
@@ -298,14 +295,14 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     if (other.next_rebatch(0) < other.steps_.size()) throw Error("join: the joined pipeline may not rebatch");
     auto context = std::make_shared<const detail::RunContext>(
         detail::RunContext{other.variables_, other.config_, other.models_});
-    auto run = std::make_shared<const typename Pipeline<C>::RunSteps>(typename Pipeline<C>::RunSteps{
-        other.steps_, other.probabilities(*context), 0, 0, other.steps_.size(), nullptr});
+    auto run = std::make_shared<const detail::RunSteps<C>>(
+        detail::RunSteps<C>{other.steps_, other.probabilities(*context), 0, 0, other.steps_.size(), nullptr});
     auto apply = [dataset = *other.dataset_, run, context, components = std::move(components)](B& batch) {
       C joined = dataset.create_batch(detail::positions_of(batch.index(), dataset.index(), "join"));
       // The joined batch draws from a stream of this batch's (so of the run's seed).
-      const std::uint64_t seed = batch.random().split(0x701E).seed();
+      const std::uint64_t seed = batch.random().split(detail::stream_salt::join).seed();
       detail::number_batch(joined, batch.number(), batch.epoch(), seed, context);
-      Pipeline<C>::run_steps(joined, *run, 0, run->steps.size(), nullptr, seed);
+      detail::run_steps(joined, *run, 0, run->steps.size(), nullptr, seed);
       for (const auto& name : components) {
         auto& from = detail::access::components(joined);
         auto found = from.find(name);
@@ -366,10 +363,13 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   template <class C>
   friend Pipeline<C> merge(std::vector<Pipeline<C>> pipelines);
 
-  // Salts of the random streams of the batches that a merge, a rebatch or a shard makes.
-  static constexpr std::uint64_t merge_stream = 0x3E26E000;
-  static constexpr std::uint64_t rebatch_stream = 0x5EBA7C00;
-  static constexpr std::uint64_t shard_stream = 0x54A2D000;
+  // The settings of `first` and `second` as one config, first's values where both have one. The
+  // one that has settings keeps its source (the file errors name).
+  static Config combined_config(const Config& first, const Config& second) {
+    if (second.to_json().empty()) return first;
+    if (first.to_json().empty()) return second;
+    return second.merged(first);
+  }
 
   /// The next rebatch marker at or after step `from` (steps_.size() when there is none).
   std::size_t next_rebatch(std::size_t from) const {
@@ -390,8 +390,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// singleton on the arena, the rest on the consumer). With a merge: the merged pipelines' own
   /// sources, side by side, and these steps on the consumer. Each rebatch re-cuts the stream,
   /// and the steps after it run on the consumer.
+  /// `arena`: the run's, when this pipeline is one of a merge's inputs (they share the budget).
   detail::BatchSourcePtr<B> make_source(const RunOptions& options, std::uint64_t seed,
-                                        const detail::ProfilerPtr& profiler) const {
+                                        const detail::ProfilerPtr& profiler,
+                                        const detail::ArenaPtr& arena = nullptr) const {
     auto context =
         std::make_shared<const detail::RunContext>(detail::RunContext{variables_, config_, models_});
     std::size_t stage_end = next_rebatch(0);
@@ -402,9 +404,10 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     // Shards share the shuffle and which batches a step applies to (so every rank trains the
     // same steps), not the batches' draws: each rank augments its own way.
     const std::uint64_t stream_seed =
-        sharded ? detail::derive_seed(seed, shard_stream + options.shard->rank) : seed;
-    auto run = std::make_shared<const RunSteps>(RunSteps{steps_, probabilities(*context), seed, stream_seed,
-                                                         std::min(first_singleton(), stage_end), profiler});
+        sharded ? detail::derive_seed(seed, detail::stream_salt::shard + options.shard->rank) : seed;
+    auto run = std::make_shared<const detail::RunSteps<B>>(
+        detail::RunSteps<B>{steps_, probabilities(*context), seed, stream_seed,
+                            std::min(first_singleton(), stage_end), profiler});
     if (sharded && !options.seed && !options.shuffle &&
         std::any_of(run->probability.begin(), run->probability.end(), [](double p) { return p < 1.0; })) {
       throw Error(
@@ -415,7 +418,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
       if (first == last) return upstream;
       return detail::BatchSourcePtr<B>(std::make_unique<detail::ConsumerSteps<B>>(
           std::move(upstream),
-          [run, first, last](B& batch) { run_steps(batch, *run, first, last, nullptr); }));
+          [run, first, last](B& batch) { detail::run_steps(batch, *run, first, last, nullptr); }));
     };
     // A merge pairs its inputs' batches in order, and a rebatch cuts each epoch apart: both need
     // the batches before them in index order, whatever `ordered` says.
@@ -424,50 +427,111 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     detail::BatchSourcePtr<B> source;
     if (merged_) {
       std::vector<detail::BatchSourcePtr<B>> inputs;
-      for (const auto& input : *merged_) inputs.push_back(input.make_source(upstream_options, seed, nullptr));
-      source = consumer_steps(std::make_unique<detail::MergedBatches<B>>(
-                                  std::move(inputs), detail::derive_seed(seed, merge_stream), context),
-                              0, stage_end);
+      // One arena for all: each input making its own would give each the whole thread budget.
+      const auto shared = arena ? arena : detail::make_run_arena(upstream_options);
+      for (const auto& input : *merged_)
+        inputs.push_back(input.make_source(upstream_options, seed, nullptr, shared));
+      source = consumer_steps(
+          std::make_unique<detail::MergedBatches<B>>(
+              std::move(inputs), detail::derive_seed(seed, detail::stream_salt::merge), context),
+          0, stage_end);
     } else {
       auto make = [dataset = *dataset_, run, context](detail::BatchPlan plan,
                                                       const detail::BeforeAction& before_action) {
-        return make_batch(dataset, *run, context, plan, before_action);
+        return detail::make_batch(dataset, *run, context, plan, before_action);
       };
       typename detail::Prefetcher<B>::Finish finish;
       if (run->parallel_steps < stage_end) {
         finish = [run, stage_end](B& batch) {
-          run_steps(batch, *run, run->parallel_steps, stage_end, nullptr);
+          detail::run_steps(batch, *run, run->parallel_steps, stage_end, nullptr);
         };
       }
       detail::BatchSampler sampler(dataset_->size(), upstream_options);
       source = std::make_unique<detail::PrefetchedBatches<B>>(std::make_unique<detail::Prefetcher<B>>(
-          std::move(sampler), std::move(make), std::move(finish), upstream_options, profiler));
+          std::move(sampler), std::move(make), std::move(finish), upstream_options, profiler, arena));
     }
     while (stage_end < steps_.size()) {
       const std::size_t marker = stage_end;
       stage_end = next_rebatch(marker + 1);
-      source = std::make_unique<detail::Rebatcher<B>>(std::move(source), steps_[marker]->rebatch_size,
-                                                      options.drop_last,
-                                                      detail::derive_seed(seed, rebatch_stream + marker));
+      source = std::make_unique<detail::Rebatcher<B>>(
+          std::move(source), steps_[marker]->rebatch_size, options.drop_last, !options.n_epochs.has_value(),
+          detail::derive_seed(seed, detail::stream_salt::rebatch + marker));
       source = consumer_steps(std::move(source), marker + 1, stage_end);
     }
     return source;
   }
 
-  /// One action of a config's list: "name", or {"name": {arguments}} (null: no arguments).
+  // The steps of a config's list (from_config), each named in errors by `where` and its place.
+  static Pipeline from_json_steps(const Dataset<B>& dataset, const Config& config, const Config::json& steps,
+                                  const std::string& where) {
+    if (!steps.is_array()) {
+      throw Error(where + " must be an array of steps, not " + detail::json_excerpt(steps));
+    }
+    Pipeline result(dataset);
+    result.config_ = config;
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const std::string place = where + "[" + std::to_string(i) + "]";
+      const Config::json& step = steps[i];
+      const bool single = step.is_object() && step.size() == 1;
+      if (single && step.contains("merge")) {
+        if (i != 0) throw Error(place + ": merge makes the batches: it can only be the first step");
+        result = merged_from_json(dataset, config, step["merge"], place + ".merge");
+      } else if (single && step.contains("rebatch")) {
+        result = result.rebatch(Config(step, place).template get<std::size_t>("rebatch"));
+      } else {
+        result = result.with_step(step_from_json(step, place));
+        if (step.is_object() && step.contains("with_probability"))
+          result = result.probability_from_json(step["with_probability"], place);
+      }
+    }
+    return result;
+  }
+
+  static Pipeline merged_from_json(const Dataset<B>& dataset, const Config& config, const Config::json& lists,
+                                   const std::string& where) {
+    if (!lists.is_array() || lists.size() < 2)
+      throw Error(where + " takes an array of two lists of steps or more, not " +
+                  detail::json_excerpt(lists));
+    std::vector<Pipeline> inputs;
+    for (std::size_t k = 0; k < lists.size(); ++k)
+      inputs.push_back(from_json_steps(dataset, config, lists[k], where + "[" + std::to_string(k) + "]"));
+    return merge(std::move(inputs));
+  }
+
+  // The last step's probability from a config: a number, {"C": path} or {"V": name}.
+  Pipeline probability_from_json(const Config::json& value, const std::string& where) const {
+    const auto expression = [&](const char* key) -> std::optional<std::string> {
+      if (!value.is_object() || value.size() != 1 || !value.contains(key)) return std::nullopt;
+      if (!value[key].is_string())
+        throw Error(where + ": with_probability: {\"" + key + "\": ...} takes a string");
+      return value[key].template get<std::string>();
+    };
+    if (value.is_number()) return with_probability(value.template get<double>());
+    if (const auto path = expression("C")) return with_probability(batchpipe::C(*path));
+    if (const auto name = expression("V")) return with_probability(batchpipe::V(*name));
+    throw Error(where + ": with_probability is a number, {\"C\": path} or {\"V\": name}, not " +
+                detail::json_excerpt(value));
+  }
+
+  /// One action of a config's list: "name", or {"name": {arguments}} (null: no arguments), with
+  /// an optional "with_probability" key beside the name.
   static detail::StepPtr<B> step_from_json(const Config::json& action, const std::string& where) {
     if (action.is_string())
       return B::actions().bind_keywords(action.template get<std::string>(), Config(), where);
-    if (!action.is_object() || action.size() != 1) {
+    const std::size_t keys = action.is_object() ? action.size() - action.count("with_probability") : 0;
+    if (keys != 1) {
       throw Error(where +
-                  ": an action is a name or an object of one key, the name, with its arguments; got " +
-                  action.dump());
+                  ": an action is a name, or an object whose key is the name, with its arguments (and "
+                  "\"with_probability\" beside it); got " +
+                  detail::json_excerpt(action));
     }
-    const std::string name = action.begin().key();
-    const Config::json& args = action.begin().value();
+    auto entry = action.begin();
+    if (entry.key() == "with_probability") ++entry;
+    const std::string name = entry.key();
+    const Config::json& args = entry.value();
     if (!args.is_object() && !args.is_null()) {
       throw Error(where + ": the arguments of action '" + name + "' are an object of named values, not " +
-                  args.dump());
+                  detail::json_excerpt(args));
     }
     return B::actions().bind_keywords(name, args.is_null() ? Config() : Config(args, where), where);
   }
@@ -493,23 +557,13 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return steps_.size();
   }
 
-  /// What every batch of one run goes through, shared by the run's tasks.
-  struct RunSteps {
-    std::vector<detail::StepPtr<B>> steps;
-    std::vector<double> probability;  // per step, decided when the run starts
-    std::uint64_t seed = 0;           // of the draws of which batches a step applies to
-    std::uint64_t stream_seed = 0;    // of the batches' random streams (salted per shard)
-    std::size_t parallel_steps = 0;   // steps [0, parallel_steps) run on the arena
-    detail::ProfilerPtr profiler;     // null unless RunOptions::profile
-  };
-
   /// Each step's probability for a run: set with with_probability, or the action's `.p`.
   std::vector<double> probabilities(const detail::RunContext& context) const {
     std::vector<double> result;
     for (std::size_t i = 0; i < steps_.size(); ++i) {
       const detail::Step<B>& step = *steps_[i];
       if (!step.probability) {
-        result.push_back(step.action->info.p);
+        result.push_back(step.action->info.probability);
         continue;
       }
       try {
@@ -539,77 +593,6 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return result;
   }
 
-  /// Makes batch `plan.number` and passes it through the parallel steps. This is where a batch
-  /// is created.
-  static B make_batch(const Dataset<B>& dataset, const RunSteps& run, const detail::RunContextPtr& context,
-                      const detail::BatchPlan& plan, const detail::BeforeAction& before_action) {
-    before_action(false);
-    const auto started =
-        run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
-    std::optional<B> made;
-    try {
-      made.emplace(dataset.create_batch(plan.positions));
-    } catch (...) {
-      std::throw_with_nested(ActionError(detail::type_name<B>(), "<create batch>", plan.number, plan.epoch,
-                                         detail::current_exception_message()));
-    }
-    if (run.profiler) run.profiler->record(0, started, before_action.on_worker());
-    B& batch = *made;
-    detail::access::number(batch) = plan.number;
-    detail::access::epoch(batch) = plan.epoch;
-    detail::access::random(batch) = Random(detail::derive_seed(run.stream_seed, plan.number));
-    detail::access::context(batch) = context;
-    run_steps(batch, run, 0, run.parallel_steps, &before_action);
-    return std::move(batch);
-  }
-
-  /// Passes the batch through steps [first, last), up to an action that skips it. Any exception
-  /// becomes an ActionError naming the step's action and the batch, with the original nested.
-  /// The batch leaves with no deferred component (detail/deferred_tensor.hpp).
-  /// This is where an action is dispatched on a batch.
-  /// `seed` replaces the run's for a joined batch (whose draws follow the batch it joins).
-  static void run_steps(B& batch, const RunSteps& run, std::size_t first, std::size_t last,
-                        const detail::BeforeAction* before_action, std::optional<std::uint64_t> seed = {}) {
-    const std::uint64_t batch_seed = detail::derive_seed(seed.value_or(run.seed), batch.number());
-    const bool on_worker = before_action && before_action->on_worker();
-    const detail::Step<B>* last_applied = nullptr;
-    for (std::size_t i = first; i < last && !batch.skipped(); ++i) {
-      const detail::Step<B>& step = *run.steps[i];
-      if (before_action) (*before_action)(step.uses_model());
-      if (!applies(run.probability[i], batch_seed, i)) continue;
-      const auto started =
-          run.profiler ? detail::Profiler::clock::now() : detail::Profiler::clock::time_point{};
-      // What the range's last action left deferred is made before the batch leaves, timed as its.
-      apply_step(batch, step, [&] {
-        step.apply(batch);
-        if (i + 1 == last && !batch.skipped()) detail::access::settle_components(batch);
-      });
-      if (run.profiler) run.profiler->record(i + 1, started, on_worker);
-      last_applied = &step;
-    }
-    // The range's last steps did not apply: what an action before them left deferred, made now.
-    if (last_applied && !batch.skipped())
-      apply_step(batch, *last_applied, [&] { detail::access::settle_components(batch); });
-  }
-
-  /// Runs `work` of `step` on the batch; any exception becomes an ActionError naming the step's
-  /// action and the batch, with the original nested.
-  template <class Work>
-  static void apply_step(B& batch, const detail::Step<B>& step, Work&& work) {
-    try {
-      work();
-    } catch (...) {
-      std::throw_with_nested(ActionError(detail::type_name<B>(), step.action->info.name, batch.number(),
-                                         batch.epoch(), detail::current_exception_message()));
-    }
-  }
-
-  /// Whether the batch goes through step i, which has probability p. The draw comes from a
-  /// stream of its own, so it does not change what the actions draw.
-  static bool applies(double p, std::uint64_t batch_seed, std::size_t i) {
-    return p >= 1.0 || Random(detail::derive_seed(batch_seed, 0xACE0000 + i)).bernoulli(p);
-  }
-
   std::optional<Dataset<B>> dataset_;
   std::vector<detail::StepPtr<B>> steps_;
   Variables variables_;
@@ -618,7 +601,7 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   std::vector<std::function<void()>> before_;
   std::vector<std::function<void(const RunReport&)>> after_;
   std::shared_ptr<const std::vector<Pipeline>> merged_;  // set: the batches come from these
-  detail::not_copied<std::shared_ptr<BatchStream<B>>> iteration_;
+  detail::not_copied<detail::KeptIteration<B>> iteration_;
 };
 
 /// One pipeline whose batches are those of `pipelines` side by side: each run runs every one of
@@ -638,8 +621,8 @@ template <class B>
   for (const auto& input : pipelines) {
     result.variables_ = result.variables_.merged(input.variables_);
     result.models_.insert(input.models_.begin(), input.models_.end());
+    result.config_ = Pipeline<B>::combined_config(result.config_, input.config_);
   }
-  result.config_ = pipelines.front().config_;
   result.merged_ = std::make_shared<const std::vector<Pipeline<B>>>(std::move(pipelines));
   return result;
 }

@@ -30,6 +30,17 @@ constexpr std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) no
   return splitmix64(seed ^ splitmix64(stream ^ 0xD1B54A32D192ED03ULL));
 }
 
+/// The salts of the library's own streams, all in one place so that no two collide: a run's
+/// seed gives batch n the stream n, and each salt below starts a family far from those numbers.
+namespace stream_salt {
+inline constexpr std::uint64_t torch_generator = 0x70C4;      // Random::torch_generator
+inline constexpr std::uint64_t step_probability = 0xACE0000;  // + the step's place: its .p draw
+inline constexpr std::uint64_t merge = 0x3E26E000;            // the batches a merge makes
+inline constexpr std::uint64_t shard = 0x54A2D000;            // + the rank: a shard's draws
+inline constexpr std::uint64_t rebatch = 0x5EBA7C00;          // + the step's place: a rebatch's batches
+inline constexpr std::uint64_t join = 0x701E;                 // a joined batch's, from its batch's stream
+}  // namespace stream_salt
+
 }  // namespace detail
 
 /// @brief A random stream (xoshiro256**), seeded by one 64-bit number and cheap to split.
@@ -56,6 +67,22 @@ class Random {
     std::uint64_t s = seed;
     for (auto& word : state_) word = s = detail::splitmix64(s);
   }
+
+  /// A copy continues from where `other` is, on its own: its LibTorch generator too is a copy,
+  /// not a second handle to `other`'s (at::Generator copies share their state).
+  Random(const Random& other) : seed_(other.seed_), state_(other.state_) {
+    if (other.torch_generator_) torch_generator_ = other.torch_generator_->clone();
+  }
+  /// As the copy constructor.
+  Random& operator=(const Random& other) {
+    if (this != &other) *this = Random(other);
+    return *this;
+  }
+  /// Takes over `other`'s stream.
+  Random(Random&&) noexcept = default;
+  /// Takes over `other`'s stream.
+  Random& operator=(Random&&) noexcept = default;
+  ~Random() = default;
 
   /// The seed this stream started from.
   std::uint64_t seed() const noexcept { return seed_; }
@@ -106,7 +133,8 @@ class Random {
   /// one sequence. Draw on the CPU, then move the result to the device you need.
   at::Generator& torch_generator() {
     if (!torch_generator_) {
-      torch_generator_ = at::detail::createCPUGenerator(detail::derive_seed(seed_, 0x70C4));
+      torch_generator_ =
+          at::detail::createCPUGenerator(detail::derive_seed(seed_, detail::stream_salt::torch_generator));
     }
     return *torch_generator_;
   }

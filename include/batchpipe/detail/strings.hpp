@@ -1,7 +1,11 @@
 #pragma once
-// Text helpers for error messages: lists of names and tensor shapes.
+// Text helpers for messages and file names: lists of names, tensor shapes, names made safe to
+// print or to use as a file's name.
 
+#include <cstddef>
+#include <cstdio>
 #include <string>
+#include <string_view>
 
 namespace batchpipe::detail {
 
@@ -26,6 +30,49 @@ std::string shape_string(const Shape& shape) {
       shape, [](auto size) { return std::to_string(size); }, "");
   text += ']';
   return text;
+}
+
+/// The length of the UTF-8 sequence at the start of `text` (1 to 4), or 0 when it is not one.
+inline std::size_t utf8_sequence_length(std::string_view text) {
+  const auto lead = static_cast<unsigned char>(text[0]);
+  const std::size_t length = lead < 0x80           ? 1
+                             : (lead >> 5) == 0x6  ? 2
+                             : (lead >> 4) == 0xe  ? 3
+                             : (lead >> 3) == 0x1e ? 4
+                                                   : 0;
+  if (length == 0 || length > text.size()) return 0;
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((static_cast<unsigned char>(text[i]) & 0xc0) != 0x80) return 0;
+  }
+  return length;
+}
+
+/// `text` with every control character (and DEL) and every byte that is not UTF-8 written as
+/// `\xNN`: a user's name printed on a terminal can then move no cursor and start no escape
+/// sequence, and is valid in XML once its markup characters are escaped.
+inline std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const auto byte = static_cast<unsigned char>(text[0]);
+    const std::size_t length = utf8_sequence_length(text);
+    if (length > 0 && byte >= 0x20 && byte != 0x7f) {
+      out += text.substr(0, length);
+    } else {
+      char escaped[5];
+      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
+      out += escaped;
+    }
+    text.remove_prefix(length > 0 ? length : 1);
+  }
+  return out;
+}
+
+/// Whether `name` names a file in a folder and nothing else: not empty, not "." or "..", without a
+/// separator or a NUL byte (so that folder / name stays inside the folder).
+inline bool is_plain_file_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." &&
+         name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
 }  // namespace batchpipe::detail

@@ -36,6 +36,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -128,39 +129,205 @@ inline DistributedOptions DistributedOptions::from_environment() {
 
 namespace detail {
 
+/// A collective that failed (a rank gone, the timeout passed), with c10d's message; Distributed
+/// turns it into an Error naming the collective and the rank. The job is broken by then.
+struct CollectiveFailure : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The message of an exception in flight (an exception_ptr), for errors that quote it: without
+/// LibTorch's C++ stack trace (error_message, the one way every layer quotes an exception).
+inline std::string message_of(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const std::exception& e) {
+    return error_message(e);
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+/// "rank 2" or "ranks 0, 2", for messages.
+inline std::string ranks_text(const std::vector<std::size_t>& ranks) {
+  std::string text = ranks.size() == 1 ? "rank " : "ranks ";
+  for (std::size_t i = 0; i < ranks.size(); ++i) text += (i ? ", " : "") + std::to_string(ranks[i]);
+  return text;
+}
+
+/// The type a tensor of `type` travels as in a broadcast: LibTorch 1.13's Gloo moves float,
+/// double, half, int8, uint8, int32 and int64 only. The others go as a wider type that holds
+/// every value exactly (a bfloat16 is a float with fewer bits); nothing for those it cannot move.
+inline std::optional<at::ScalarType> broadcast_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+    case at::kDouble:
+    case at::kHalf:
+    case at::kChar:
+    case at::kByte:
+    case at::kInt:
+    case at::kLong:
+      return type;
+    case at::kBFloat16:
+      return at::kFloat;
+    case at::kBool:
+      return at::kByte;
+    case at::kShort:
+      return at::kInt;
+    default:
+      return std::nullopt;
+  }
+}
+
+/// The type of the bucket a gradient of `type` is summed in: its own where Gloo sums it (float,
+/// double, half), float for bfloat16 (which LibTorch 1.13's Gloo cannot sum; float holds every
+/// bfloat16 and sums it more precisely); nothing for the others (complex, integers).
+inline std::optional<at::ScalarType> bucket_type(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+    case at::kDouble:
+    case at::kHalf:
+      return type;
+    case at::kBFloat16:
+      return at::kFloat;
+    default:
+      return std::nullopt;
+  }
+}
+
+/// Why the gradients of these parameters cannot be averaged (empty: they can). It depends on the
+/// parameters alone, so ranks with the same model find the same answer before any collective.
+inline std::string gradient_problem(const std::vector<at::Tensor>& parameters) {
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const at::Tensor& parameter = parameters[i];
+    if (parameter.layout() != at::kStrided)
+      return "parameter " + std::to_string(i) + " is sparse: only dense parameters' gradients are averaged";
+    if (!bucket_type(parameter.scalar_type())) {
+      return "parameter " + std::to_string(i) + " is of type " +
+             std::string(c10::toString(parameter.scalar_type())) +
+             ": only float, double, half and bfloat16 gradients are averaged";
+    }
+  }
+  return {};
+}
+
+/// A 64-bit digest of a sequence of numbers (FNV-1a), to tell whether the ranks agree on a
+/// layout with one small collective instead of one per tensor.
+class Fingerprint {
+ public:
+  Fingerprint& add(std::uint64_t value) {
+    for (int byte = 0; byte < 8; ++byte) {
+      hash_ ^= (value >> (8 * byte)) & 0xFF;
+      hash_ *= 1099511628211ULL;
+    }
+    return *this;
+  }
+  Fingerprint& add(const at::Tensor& tensor) {
+    add(static_cast<std::uint64_t>(tensor.scalar_type())).add(static_cast<std::uint64_t>(tensor.dim()));
+    for (const auto size : tensor.sizes()) add(static_cast<std::uint64_t>(size));
+    return *this;
+  }
+  /// Non-negative, so that it travels in an int64 unchanged.
+  std::int64_t value() const noexcept { return static_cast<std::int64_t>(hash_ >> 2); }
+
+ private:
+  std::uint64_t hash_ = 14695981039346656037ULL;
+};
+
+/// A table of a few whole numbers per rank, every row zero but this rank's: summed over the
+/// ranks (one allreduce), every rank holds every rank's row.
+inline at::Tensor own_row(std::size_t rank, std::size_t world, const std::vector<std::int64_t>& row) {
+  at::Tensor table =
+      at::zeros({static_cast<std::int64_t>(world), static_cast<std::int64_t>(row.size())}, at::kLong);
+  auto cells = table.accessor<std::int64_t, 2>();
+  for (std::size_t i = 0; i < row.size(); ++i)
+    cells[static_cast<std::int64_t>(rank)][static_cast<std::int64_t>(i)] = row[i];
+  return table;
+}
+
+/// The row of the step table (GradientBuckets) of a rank that cannot take part in a step: it
+/// failed before its backward pass, or cannot average its module's gradients.
+inline std::vector<std::int64_t> failed_step_row() { return {0, 0, 1}; }
+
+/// Whether a job is broken (its ranks no longer agree on what comes next), and why: shared by
+/// the job's copies and its gradient buckets.
+class BrokenJob {
+ public:
+  /// Marks the job broken; the first reason is the one kept.
+  void mark(const std::string& why) {
+    std::scoped_lock lock(mutex_);
+    if (!broken_) why_ = why;
+    broken_ = true;
+  }
+  bool broken() const noexcept { return broken_; }
+  /// What broke it ("an earlier failed collective").
+  std::string why() const {
+    std::scoped_lock lock(mutex_);
+    return why_;
+  }
+
+ private:
+  std::atomic<bool> broken_{false};
+  mutable std::mutex mutex_;
+  std::string why_;
+};
+
 /// The gradients of one module's parameters, averaged over the ranks in buckets: flat buffers
 /// kept from step to step, each sent (an asynchronous allreduce) as soon as its gradients are
 /// in. During a data-parallel backward pass (begin, then the backward, then finish) a hook on
 /// each parameter hands over its gradient as autograd computes it, so the first buckets travel
 /// while the backward pass goes on; average_gradients hands over finished gradients instead.
 ///
-/// Buckets hold the parameters in reverse order (the order a backward pass reaches them) and go
-/// out strictly in bucket order, so every rank issues the same collectives in the same order.
-/// The last bucket carries one more slot, the rank's item count: each rank's gradients are
-/// scaled by its items before the sum and divided by the sum of items after it.
+/// Every step makes the same collectives on every rank, in the same order, whatever fails:
+/// - begin() starts the *step table*: each rank's item count, the fingerprint of its buckets'
+///   layout and whether it failed before its backward pass (Distributed::fail_step). Before the
+///   first bucket goes out, every rank reads the same table: when a rank failed or the layouts
+///   differ, no rank sends a bucket and every rank's step throws. Otherwise each rank scales its
+///   gradients by its share of the step's items (items / total, worked out in double from
+///   int64 counts: exact for any count) before the sum, so the sum is the weighted average.
+/// - The buckets hold the parameters in reverse order (the order a backward pass reaches them)
+///   and go out strictly in bucket order. A gradient that cannot be handed over (a sparse one),
+///   or a backward pass that throws, leaves its slots zero and the step goes on to the end; the
+///   last bucket carries a flag per rank, so that every rank learns that the step failed and
+///   throws instead of writing gradients.
+/// - finish() waits for every collective it started before it returns or throws: no allreduce
+///   still writes into a bucket when the next step fills it.
+/// What cannot be made consistent breaks the job (broken_): a collective that failed, one that
+/// could not be started, a failure this rank learns of after its last bucket went out.
 class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
  public:
+  /// The parameters must pass gradient_problem().
   GradientBuckets(std::vector<at::Tensor> parameters, c10::intrusive_ptr<c10d::ProcessGroupGloo> group,
-                  std::size_t bucket_bytes)
-      : parameters_(std::move(parameters)), group_(std::move(group)), slot_of_(parameters_.size()) {
+                  std::size_t bucket_bytes, std::shared_ptr<BrokenJob> broken)
+      : parameters_(std::move(parameters)),
+        group_(std::move(group)),
+        rank_(static_cast<std::size_t>(group_->getRank())),
+        world_(static_cast<std::size_t>(group_->getSize())),
+        broken_(std::move(broken)),
+        slot_of_(parameters_.size()) {
+    Fingerprint layout;
     for (std::size_t i = parameters_.size(); i-- > 0;) {
       const at::Tensor& parameter = parameters_[i];
-      const auto bytes = static_cast<std::size_t>(parameter.numel()) * parameter.element_size();
-      if (buckets_.empty() || buckets_.back().type != parameter.scalar_type() ||
-          buckets_.back().bytes + bytes > bucket_bytes) {
+      const at::ScalarType type = *bucket_type(parameter.scalar_type());
+      const auto bytes = static_cast<std::size_t>(parameter.numel()) * c10::elementSize(type);
+      if (buckets_.empty() || buckets_.back().type != type || buckets_.back().bytes + bytes > bucket_bytes) {
         buckets_.emplace_back();
-        buckets_.back().type = parameter.scalar_type();
+        buckets_.back().type = type;
       }
       Bucket& bucket = buckets_.back();
       slot_of_[i] = {buckets_.size() - 1, bucket.elements};
       bucket.parameters.push_back(i);
       bucket.elements += parameter.numel();
       bucket.bytes += bytes;
+      layout.add(parameter);
     }
     for (auto& bucket : buckets_) {
       const bool last = &bucket == &buckets_.back();
-      bucket.flat = at::zeros({bucket.elements + (last ? 1 : 0)}, at::TensorOptions().dtype(bucket.type));
+      bucket.flat = at::zeros({bucket.elements + (last ? static_cast<std::int64_t>(world_) : 0)},
+                              at::TensorOptions().dtype(bucket.type));
+      layout.add(static_cast<std::uint64_t>(bucket.type))
+          .add(static_cast<std::uint64_t>(bucket.flat.numel()));
     }
+    signature_ = layout.add(buckets_.size()).value();
   }
 
   /// Puts a hook on every parameter that hands its gradient over during a step (and does
@@ -185,15 +352,17 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   /// The parameters the buckets were made for, to tell whether a module still has them.
   const std::vector<at::Tensor>& parameters() const noexcept { return parameters_; }
 
-  /// Starts a step of a rank with `items` items: no gradient is in yet.
+  /// Starts a step of a rank with `items` items: no gradient is in yet; the step table starts.
+  /// An Error, before any collective, when a step of these buckets is under way (a second
+  /// thread): the caller breaks the job.
   void begin(std::size_t items) {
     std::scoped_lock lock(mutex_);
     if (in_step_) {
       throw Error(
           "distributed: a data-parallel step of this module began before the last one ended: "
-          "train it from one thread (a singleton action)");
+          "train it from one thread (a singleton action); the job is broken (the ranks may no longer make "
+          "the same collectives)");
     }
-    items_ = static_cast<double>(items);
     next_to_send_ = 0;
     for (auto& bucket : buckets_) {
       bucket.missing = bucket.parameters.size();
@@ -201,85 +370,137 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
     }
     received_.assign(parameters_.size(), false);
     error_.clear();
+    collective_failure_.clear();
+    abort_.clear();
+    flag_sent_ = false;
+    settled_ = false;
+    proceed_ = false;
+    weight_ = 0;
+    std::vector<std::int64_t> row{static_cast<std::int64_t>(items), signature_, 0};
+    if (items > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max())) {
+      error_ = "a step of " + std::to_string(items) + " items is more than a count can hold";
+      row = failed_step_row();
+    }
+    step_table_ = own_row(rank_, world_, row);
+    try {
+      std::vector<at::Tensor> tensors{step_table_};
+      step_work_ = group_->allreduce(tensors);
+    } catch (const std::exception& e) {
+      step_work_.reset();
+      collective_failure_ = error_message(e);
+      settled_ = true;  // nothing will be sent
+    }
     in_step_ = true;
   }
 
   /// A parameter's gradient for this step: copied into its bucket, which goes out once full
-  /// (after those before it). From a hook, the gradient autograd is about to accumulate.
-  void hand_over(std::size_t parameter, const at::Tensor& grad) {
+  /// (after those before it). From a hook, the gradient autograd is about to accumulate. Never
+  /// throws (a hook's exception would end the backward pass half way): what goes wrong fails
+  /// the step at finish(), on every rank.
+  void hand_over(std::size_t parameter, const at::Tensor& grad) noexcept {
     std::scoped_lock lock(mutex_);
     if (!in_step_ || !grad.defined()) return;
-    if (grad.is_sparse()) {
-      error_ = "parameter " + std::to_string(parameter) + " has a sparse gradient, which is not averaged";
-      return;
-    }
-    const auto [b, offset] = slot_of_[parameter];
-    Bucket& bucket = buckets_[b];
-    at::NoGradGuard no_grad;
-    at::Tensor slot = bucket.flat.narrow(0, offset, parameters_[parameter].numel());
-    if (received_[parameter]) {  // a second backward pass in the step adds to the first
-      if (bucket.work) {
-        error_ =
-            "a parameter's gradient came after its bucket was sent: one backward pass per data-parallel step";
+    try {
+      if (grad.layout() != at::kStrided) {
+        fail("parameter " + std::to_string(parameter) +
+             " has a sparse gradient, which is not averaged over the ranks (an embedding made with "
+             "sparse = true: make it dense)");
         return;
       }
-      slot.add_(grad.reshape({-1}));
-      return;
-    }
-    slot.copy_(grad.reshape({-1}));
-    received_[parameter] = true;
-    --bucket.missing;
-    send_ready();
-  }
-
-  /// Ends a step that failed: nothing more is sent for it.
-  void abandon() {
-    std::scoped_lock lock(mutex_);
-    in_step_ = false;
-    for (auto& bucket : buckets_) {
-      if (!bucket.work) continue;
-      try {  // the buffers must be free before the next step; the job is broken anyway
-        bucket.work->wait();
-      } catch (...) {}
+      const auto [b, offset] = slot_of_[parameter];
+      Bucket& bucket = buckets_[b];
+      at::NoGradGuard no_grad;
+      at::Tensor slot = bucket.flat.narrow(0, offset, parameters_[parameter].numel());
+      if (received_[parameter]) {  // a second backward pass in the step adds to the first
+        if (bucket.work) {
+          fail(
+              "a parameter's gradient came after its bucket was sent: one backward pass per data-parallel "
+              "step");
+          return;
+        }
+        slot.add_(grad.reshape({-1}));
+        return;
+      }
+      slot.copy_(grad.reshape({-1}));
+      received_[parameter] = true;
+      --bucket.missing;
+      send_ready();
+    } catch (const std::exception& e) {
+      fail("the gradient of parameter " + std::to_string(parameter) +
+           " could not be averaged: " + error_message(e));
+    } catch (...) {
+      fail("the gradient of parameter " + std::to_string(parameter) + " could not be averaged");
     }
   }
 
   /// Ends the step: sends what is left (a parameter without a gradient counts as zero), waits for
-  /// every bucket and writes the averages into the parameters' gradients. `wait` turns a
-  /// collective's failure into an Error.
-  template <class Wait>
-  void finish(const Wait& wait) {
+  /// every collective of the step, then writes the averages into the parameters' gradients or
+  /// throws on every rank alike. `backward_failure`: this rank's backward pass threw it (it is
+  /// rethrown here, after the other ranks learned of it). A collective's failure throws
+  /// CollectiveFailure, with the job broken.
+  void finish(const std::exception_ptr& backward_failure = nullptr) {
     std::unique_lock lock(mutex_);
-    in_step_ = false;
-    if (buckets_.empty()) return;  // nothing trainable: every rank returns here
-    if (!error_.empty()) throw Error("distributed: " + error_);
+    in_step_ = false;  // a late hook (another thread's backward) hands over nothing more
+    if (backward_failure) fail("the backward pass failed: " + message_of(backward_failure));
     at::NoGradGuard no_grad;
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      if (received_[i]) continue;
-      const auto [b, offset] = slot_of_[i];
-      buckets_[b].flat.narrow(0, offset, parameters_[i].numel()).zero_();
-      received_[i] = true;
-      --buckets_[b].missing;
+    if (settle()) {
+      for (std::size_t i = 0; i < parameters_.size(); ++i) {
+        if (received_[i]) continue;
+        const auto [b, offset] = slot_of_[i];
+        buckets_[b].flat.narrow(0, offset, parameters_[i].numel()).zero_();
+        received_[i] = true;
+        --buckets_[b].missing;
+      }
+      send_ready();
     }
-    send_ready();
+    // The other ranks learn of this rank's failure from the last bucket's flags: when it went out
+    // before the failure came, they end the step without it and their parameters move on.
+    const bool others_went_on =
+        !error_.empty() && proceed_ && !buckets_.empty() && next_to_send_ == buckets_.size() && !flag_sent_;
+    std::string collective_failure = collective_failure_;
     lock.unlock();
-    // Every allreduce is waited for, even after one fails: none may still use a buffer when
-    // this returns.
-    std::exception_ptr failure;
+
+    // Every collective started is waited for, even after one fails: none may still use a buffer
+    // when this returns (the next step fills the same buffers).
     for (auto& bucket : buckets_) {
+      if (!bucket.work) continue;
       try {
-        wait(bucket.work);
-      } catch (...) {
-        if (!failure) failure = std::current_exception();
+        bucket.work->wait();
+      } catch (const std::exception& e) {
+        if (collective_failure.empty()) collective_failure = error_message(e);
       }
     }
-    if (failure) std::rethrow_exception(failure);
-    const double total = buckets_.back().flat[-1].item<double>();
+    if (!collective_failure.empty()) {
+      broken_->mark("an earlier failed collective");
+      throw CollectiveFailure(collective_failure);
+    }
+    if (others_went_on) {
+      broken_->mark("a step that failed on this rank after its last bucket was sent");
+      throw Error("distributed: " + error_ +
+                  ", after this rank's last bucket was sent: the other ranks' step went on without this "
+                  "rank, so their parameters and this rank's may differ; the job is broken, start a new job");
+    }
+    if (backward_failure) std::rethrow_exception(backward_failure);
+    if (!error_.empty()) throw Error("distributed: " + error_ + "; no gradient was averaged on any rank");
+    if (!abort_.empty()) throw Error(abort_);
+    if (buckets_.empty()) return;  // nothing trainable
+    Bucket& last = buckets_.back();
+    const at::Tensor flags =
+        last.flat.narrow(0, last.elements, static_cast<std::int64_t>(world_)).to(at::kFloat);
+    std::vector<std::size_t> failed;
+    for (std::size_t r = 0; r < world_; ++r) {
+      if (flags[static_cast<std::int64_t>(r)].item<float>() > 0.5F) failed.push_back(r);
+    }
+    if (!failed.empty()) {
+      throw Error("distributed: the data-parallel step failed on " + ranks_text(failed) +
+                  " during its backward pass (see that rank's error); no gradient was averaged, the "
+                  "parameters' gradients are this rank's own");
+    }
     for (std::size_t i = 0; i < parameters_.size(); ++i) {
       at::Tensor& parameter = parameters_[i];
       const auto [b, offset] = slot_of_[i];
-      at::Tensor average = buckets_[b].flat.narrow(0, offset, parameter.numel()).view_as(parameter);
-      if (total > 0) average.div_(total);
+      const at::Tensor average =
+          buckets_[b].flat.narrow(0, offset, parameter.numel()).view(parameter.sizes());
       if (parameter.grad().defined()) {
         parameter.mutable_grad().copy_(average);
       } else {
@@ -292,35 +513,107 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
   struct Bucket {
     at::ScalarType type = at::kFloat;
     std::vector<std::size_t> parameters = {};
-    std::int64_t elements = 0;
+    std::int64_t elements = 0;  // of gradients; the last bucket has a flag per rank after them
     std::size_t bytes = 0;
     at::Tensor flat = {};
     std::size_t missing = 0;
     c10::intrusive_ptr<c10d::Work> work = {};
   };
 
-  /// Sends the full buckets that come next in order, scaled by the rank's items.
+  /// Records this rank's first failure in the step: its slots count as zero and the last bucket
+  /// tells the others.
+  void fail(std::string message) {
+    if (error_.empty()) error_ = std::move(message);
+  }
+
+  /// Waits for the step table (once per step) and reads it as every rank does: whether the
+  /// step goes on, and this rank's share of the items. False: no bucket goes out.
+  bool settle() {
+    if (settled_) return proceed_;
+    settled_ = true;
+    try {
+      step_work_->wait();
+    } catch (const std::exception& e) {
+      collective_failure_ = error_message(e);
+      return proceed_ = false;
+    }
+    const auto table = step_table_.accessor<std::int64_t, 2>();
+    std::vector<std::size_t> failed, differ;
+    std::uint64_t total = 0;
+    bool overflow = false;
+    for (std::size_t r = 0; r < world_; ++r) {
+      const auto row = static_cast<std::int64_t>(r);
+      if (table[row][2] != 0) failed.push_back(r);
+      if (table[row][1] != table[0][1]) differ.push_back(r);
+      overflow |= __builtin_add_overflow(total, static_cast<std::uint64_t>(table[row][0]), &total);
+    }
+    if (!failed.empty()) {
+      abort_ = "distributed: the data-parallel step failed on " + ranks_text(failed) +
+               " before its backward pass (see that rank's error); no gradient was averaged";
+    } else if (!differ.empty()) {
+      abort_ = "distributed: the ranks train different models: the trainable parameters of " +
+               ranks_text(differ) +
+               " are not rank 0's (their number, shapes or types; or DistributedOptions::bucket_bytes "
+               "differs); no gradient was averaged";
+    } else if (overflow) {
+      abort_ = "distributed: the ranks' item counts add up to more than 2^64; no gradient was averaged";
+    }
+    if (!abort_.empty()) return proceed_ = false;
+    weight_ = total > 0 ? static_cast<double>(table[static_cast<std::int64_t>(rank_)][0]) /
+                              static_cast<double>(total)
+                        : 0.0;
+    return proceed_ = true;
+  }
+
+  /// Sends the full buckets that come next in order, scaled by the rank's share of the items.
   void send_ready() {
+    if (!settle()) return;
     while (next_to_send_ < buckets_.size() && buckets_[next_to_send_].missing == 0) {
-      Bucket& bucket = buckets_[next_to_send_++];
-      if (&bucket == &buckets_.back()) bucket.flat[-1].fill_(1.0);  // becomes the items
-      bucket.flat.mul_(items_);
-      std::vector<at::Tensor> tensors{bucket.flat};
-      bucket.work = group_->allreduce(tensors);
+      Bucket& bucket = buckets_[next_to_send_];
+      bucket.flat.narrow(0, 0, bucket.elements).mul_(weight_);
+      if (&bucket == &buckets_.back()) {
+        at::Tensor flags = bucket.flat.narrow(0, bucket.elements, static_cast<std::int64_t>(world_));
+        flags.zero_();
+        if (!error_.empty()) {
+          flags[static_cast<std::int64_t>(rank_)].fill_(1);
+          flag_sent_ = true;
+        }
+      }
+      try {
+        std::vector<at::Tensor> tensors{bucket.flat};
+        bucket.work = group_->allreduce(tensors);
+      } catch (const std::exception& e) {  // the others send it: the ranks no longer agree
+        collective_failure_ = error_message(e);
+        proceed_ = false;
+        return;
+      }
+      ++next_to_send_;
     }
   }
 
   std::vector<at::Tensor> parameters_;
   std::vector<unsigned> hooks_;  // register_hook's handle of each parameter's hook
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group_;
+  std::size_t rank_;
+  std::size_t world_;
+  std::shared_ptr<BrokenJob> broken_;                          // the job's
   std::vector<std::pair<std::size_t, std::int64_t>> slot_of_;  // bucket and offset of each parameter
   std::vector<Bucket> buckets_;
+  std::int64_t signature_ = 0;  // fingerprint of the buckets' layout
   std::mutex mutex_;
+  // The step under way.
+  at::Tensor step_table_;  // each rank's items, layout fingerprint, failure before backward
+  c10::intrusive_ptr<c10d::Work> step_work_;
   std::vector<bool> received_;
   std::size_t next_to_send_ = 0;
-  double items_ = 0;
   bool in_step_ = false;
-  std::string error_;
+  bool settled_ = false;    // the step table has been read
+  bool proceed_ = false;    // the buckets go out
+  bool flag_sent_ = false;  // the last bucket told the others that this rank failed
+  double weight_ = 0;       // this rank's items over the step's
+  std::string error_;       // this rank's failure in the step
+  std::string abort_;       // every rank's, from the step table
+  std::string collective_failure_;
 };
 
 }  // namespace detail
@@ -330,8 +623,11 @@ class GradientBuckets : public std::enable_shared_from_this<GradientBuckets> {
 ///
 /// Every rank must call the collectives in the same order with the same shapes (as in any c10d
 /// program); a rank that leaves or stalls makes the others' next collective fail with an Error
-/// within `timeout`, never hang. A world of one process makes no group and every collective is
-/// the identity, so one program serves both.
+/// within `timeout`, never hang. A step that fails on one rank (a sparse gradient, a backward
+/// pass or a forward pass that throws, models that differ) fails on every rank with an Error and
+/// the job goes on; what leaves the ranks disagreeing breaks the job: every later collective
+/// throws at once (a failed collective, a failure too late to tell the others). A world of
+/// one process makes no group and every collective is the identity, so one program serves both.
 ///
 /// @code
 /// bp::Distributed job = bp::Distributed::from_environment();
@@ -378,18 +674,49 @@ class Distributed {
   /// LibTorch's process group, for collectives of one's own; null in a world of one.
   const c10::intrusive_ptr<c10d::ProcessGroupGloo>& process_group() const noexcept { return group_; }
 
-  /// Copies rank 0's parameters and buffers into every rank's module.
+  /// Copies rank 0's parameters and buffers into every rank's module. An Error on every rank,
+  /// before anything is copied, when the ranks' modules differ (in their tensors' number, shapes
+  /// or types) or hold a tensor of a type Gloo cannot send (complex).
   template <class Module>
   void broadcast_parameters(Module& module) const {
     if (!group_) return;
     require_intact();
     std::vector<at::Tensor> state = module->parameters();
     for (const auto& buffer : module->buffers()) state.push_back(buffer);
+    // Broadcasts of unequal sizes would not match (Gloo ends the process): the ranks compare
+    // their modules first, in one small collective, and fail alike.
+    detail::Fingerprint layout;
+    for (const auto& tensor : state) layout.add(tensor);
+    layout.add(state.size());
+    at::Tensor table = detail::own_row(options_.rank, options_.world_size, {layout.value()});
+    run_collective("broadcast of the parameters", [&] {
+      std::vector<at::Tensor> tensors{table};
+      return group_->allreduce(tensors);
+    });
+    const auto rows = table.accessor<std::int64_t, 2>();
+    std::vector<std::size_t> differ;
+    for (std::size_t r = 0; r < options_.world_size; ++r) {
+      if (rows[static_cast<std::int64_t>(r)][0] != rows[0][0]) differ.push_back(r);
+    }
+    if (!differ.empty()) {
+      throw Error("distributed: broadcast_parameters: the modules of " + detail::ranks_text(differ) +
+                  " are not rank 0's (their parameters and buffers differ in number, shapes or types); "
+                  "nothing was copied");
+    }
+    for (std::size_t i = 0; i < state.size(); ++i) {  // the same on every rank: the layouts agree
+      if (!detail::broadcast_type(state[i].scalar_type())) {
+        throw Error("distributed: broadcast_parameters: tensor " + std::to_string(i) + " is of type " +
+                    std::string(c10::toString(state[i].scalar_type())) +
+                    ", which Gloo cannot send; nothing was copied");
+      }
+    }
     at::NoGradGuard no_grad;
     for_each_bucket(state, [&](std::vector<at::Tensor> bucket) {
       at::Tensor flat = flatten(bucket);
-      std::vector<at::Tensor> tensors{flat};
-      wait(group_->broadcast(tensors), "broadcast of the parameters");
+      run_collective("broadcast of the parameters", [&] {
+        std::vector<at::Tensor> tensors{flat};
+        return group_->broadcast(tensors);
+      });
       unflatten(flat, bucket);
     });
   }
@@ -399,42 +726,61 @@ class Distributed {
   /// last) give the gradient of the whole step's batch. A parameter without a gradient counts as
   /// zero (a rank whose batch was empty). For a step of one's own after its backward pass;
   /// backward() overlaps the averaging with the backward pass instead.
+  ///
+  /// When the step fails on any rank (a sparse gradient, another rank's failure), every rank
+  /// throws an Error and no gradient changes; the job goes on.
   template <class Module>
   void average_gradients(Module& module, std::size_t items) const {
     if (!group_) return;
-    const auto buckets = buckets_for(module);
-    buckets->begin(items);
+    const auto buckets = begin_step(module, items);
     const auto& parameters = buckets->parameters();
     for (std::size_t i = parameters.size(); i-- > 0;) {
-      if (parameters[i].grad().defined()) buckets->hand_over(i, parameters[i].grad());
+      const at::Tensor grad = parameters[i].grad();
+      if (grad.defined()) buckets->hand_over(i, grad);
     }
-    finish(*buckets);
+    finish(*buckets, nullptr);
   }
 
   /// The backward pass of `loss` with the gradients of `module` averaged over the ranks as they
   /// come (weighted by `items`, as average_gradients): buckets of gradients travel while the
   /// backward pass goes on. A rank with an empty batch passes an undefined loss and items 0.
   /// One backward pass per step; the parameters' gradients must be zero or unset before it.
+  ///
+  /// When the step fails on any rank, every rank throws (the backward pass's own exception on
+  /// the rank where it threw, an Error naming that rank on the others) and the gradients are not
+  /// averaged; the job goes on.
   template <class Module>
   void backward(Module& module, const at::Tensor& loss, std::size_t items) const {
     if (!group_) {
       if (loss.defined()) loss.backward();
       return;
     }
-    const auto buckets = buckets_for(module);
-    buckets->begin(items);
+    const auto buckets = begin_step(module, items);
+    std::exception_ptr failure;
     if (loss.defined()) {
       try {
         loss.backward();
       } catch (...) {
-        // This rank sent part of its step: the ranks no longer agree on what comes next. The
-        // others' collectives fail when this rank's error ends it (or time out).
-        gradients_->broken = true;
-        buckets->abandon();
-        throw;
+        // The step goes on to its end with this rank's missing gradients as zeros, so that every
+        // rank makes the same collectives; finish() tells the others and rethrows this.
+        failure = std::current_exception();
       }
     }
-    finish(*buckets);
+    finish(*buckets, failure);
+  }
+
+  /// Takes part in a data-parallel step (backward or average_gradients) that failed on this
+  /// rank before it: its forward pass or loss threw. The other ranks' step then throws an Error
+  /// naming this rank, and every rank goes on to its next collective together. train_step calls
+  /// it; a step of one's own calls it where its forward pass fails, then rethrows.
+  void fail_step() const {
+    if (!group_) return;
+    require_intact();
+    at::Tensor table = detail::own_row(options_.rank, options_.world_size, detail::failed_step_row());
+    run_collective("allreduce of the gradients", [&] {
+      std::vector<at::Tensor> tensors{table};
+      return group_->allreduce(tensors);
+    });
   }
 
   /// The sum over the ranks of each value.
@@ -467,23 +813,37 @@ class Distributed {
   /// The mean over the ranks of numeric pipeline variables (Variables::number: numbers, an
   /// Accuracy's share, a vector's last element), in the order of `names`: every rank's loss in
   /// one report. An Error names a variable that is missing or not a number.
+  /// A variable that is not a number on one rank is an Error on every rank (each sends, with
+  /// its values, which of them it lacks).
   std::vector<double> mean(const Variables& variables, const std::vector<std::string>& names) const {
-    std::vector<double> values;
-    for (const auto& name : names) {
-      const auto value = variables.number(name);
-      if (!value)
-        throw Error("distributed: pipeline variable '" + name +
-                    "' is not a number to average over the ranks");
-      values.push_back(*value);
+    std::vector<double> values(2 * names.size(), 0.0);  // the values, then 1 for each one missing
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      std::optional<double> value;
+      try {
+        value = variables.number(names[i]);
+      } catch (const std::exception&) {}
+      values[i] = value.value_or(0.0);
+      values[names.size() + i] = value ? 0.0 : 1.0;
     }
-    return mean(std::move(values));
+    values = sum(std::move(values));
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      if (values[names.size() + i] > 0) {
+        throw Error("distributed: pipeline variable '" + names[i] +
+                    "' is not a number to average over the ranks (on " +
+                    std::to_string(static_cast<std::size_t>(values[names.size() + i])) + " of " +
+                    std::to_string(world_size()) + " ranks)");
+      }
+    }
+    values.resize(names.size());
+    for (auto& value : values) value /= static_cast<double>(world_size());
+    return values;
   }
 
   /// Waits until every rank gets here.
   void barrier() const {
     if (!group_) return;
     require_intact();
-    wait(group_->barrier(), "barrier");
+    run_collective("barrier", [&] { return group_->barrier(); });
   }
 
   /// Runs `work` on rank 0 only (writing a checkpoint, printing a report), then lets every rank
@@ -502,7 +862,7 @@ class Distributed {
     if (group_) {
       require_intact();
       std::vector<at::Tensor> failed{at::full({1}, error ? 1 : 0, at::kInt)};
-      wait(group_->broadcast(failed), "on_main's result");
+      run_collective("on_main's result", [&] { return group_->broadcast(failed); });
       if (!is_main() && failed[0].item<int>() != 0) {
         throw Error("distributed: rank 0 failed in work done on rank 0 only (see rank 0's error)");
       }
@@ -517,25 +877,47 @@ class Distributed {
   /// The buckets of a module's gradients, made (and hooked) on first use and kept with the job.
   /// After a failed collective the ranks no longer agree on what comes next: the job is over.
   void require_intact() const {
-    if (gradients_->broken) {
-      throw Error("distributed: rank " + std::to_string(options_.rank) +
-                  "'s job is broken by an earlier failed collective; start a new job");
+    if (gradients_->broken->broken()) {
+      throw Error("distributed: rank " + std::to_string(options_.rank) + "'s job is broken by " +
+                  gradients_->broken->why() + "; start a new job");
     }
   }
 
+  /// Begins a step of the module's buckets (made and hooked on first use, kept with the job).
+  /// When this rank cannot average the module's gradients it still takes part in the step (the
+  /// others learn of it), then throws.
   template <class Module>
-  std::shared_ptr<detail::GradientBuckets> buckets_for(Module& module) const {
+  std::shared_ptr<detail::GradientBuckets> begin_step(Module& module, std::size_t items) const {
     require_intact();
     std::vector<at::Tensor> parameters;
     for (const auto& parameter : module->parameters()) {
       if (parameter.requires_grad()) parameters.push_back(parameter);
     }
-    std::scoped_lock lock(gradients_->mutex);
-    auto& buckets = gradients_->of_module[static_cast<const void*>(&*module)];
-    if (!buckets || !same_tensors(buckets->parameters(), parameters)) {
-      buckets =
-          std::make_shared<detail::GradientBuckets>(std::move(parameters), group_, options_.bucket_bytes);
-      buckets->attach();
+    std::shared_ptr<detail::GradientBuckets> buckets;
+    std::string problem;
+    {
+      std::scoped_lock lock(gradients_->mutex);
+      auto& kept = gradients_->of_module[static_cast<const void*>(&*module)];
+      if (!kept || !same_tensors(kept->parameters(), parameters)) {
+        kept.reset();
+        problem = detail::gradient_problem(parameters);
+        if (problem.empty()) {
+          kept = std::make_shared<detail::GradientBuckets>(std::move(parameters), group_,
+                                                           options_.bucket_bytes, gradients_->broken);
+          kept->attach();
+        }
+      }
+      buckets = kept;
+    }
+    if (!buckets) {
+      fail_step();
+      throw Error("distributed: " + problem);
+    }
+    try {
+      buckets->begin(items);
+    } catch (const Error&) {  // a step of another thread: the ranks may now issue different collectives
+      gradients_->broken->mark("a data-parallel step begun while another was under way");
+      throw;
     }
     return buckets;
   }
@@ -548,9 +930,12 @@ class Distributed {
     });
   }
 
-  void finish(detail::GradientBuckets& buckets) const {
-    buckets.finish(
-        [this](const c10::intrusive_ptr<c10d::Work>& work) { wait(work, "allreduce of the gradients"); });
+  void finish(detail::GradientBuckets& buckets, const std::exception_ptr& backward_failure) const {
+    try {
+      buckets.finish(backward_failure);
+    } catch (const detail::CollectiveFailure& failure) {
+      throw collective_error("allreduce of the gradients", failure.what());
+    }
   }
 
   void connect() {
@@ -572,7 +957,7 @@ class Distributed {
           store, static_cast<int>(options_.rank), static_cast<int>(options_.world_size), group_options);
     } catch (const std::exception& e) {
       throw Error("distributed: " + who + " could not join the job at " + where + " (timeout " +
-                  seconds_text() + " s): " + first_line(e.what()));
+                  seconds_text() + " s): " + error_message(e));
     }
   }
 
@@ -584,18 +969,24 @@ class Distributed {
     return c10d::ProcessGroupGloo::createDefaultDevice();
   }
 
-  /// Waits for a collective; its failure (a rank gone, the timeout passed) becomes an Error
-  /// naming the collective and this rank.
-  void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) const {
+  /// Starts a collective (`start` returns its work) and waits for it; its failure (a rank gone,
+  /// the timeout passed, or one that could not start) breaks the job and becomes an Error naming
+  /// the collective and this rank.
+  template <class Start>
+  void run_collective(const char* what, Start&& start) const {
     try {
-      work->wait();
+      start()->wait();
     } catch (const std::exception& e) {
-      gradients_->broken = true;
-      throw Error(std::string("distributed: ") + what + " failed on rank " + std::to_string(options_.rank) +
-                  " of " + std::to_string(options_.world_size) +
-                  " (a rank left the job or did not answer within " + seconds_text() +
-                  " s): " + first_line(e.what()));
+      throw collective_error(what, error_message(e));
     }
+  }
+
+  /// The Error of a failed collective; the job is broken from then on.
+  Error collective_error(const char* what, const std::string& message) const {
+    gradients_->broken->mark("an earlier failed collective");
+    return Error(std::string("distributed: ") + what + " failed on rank " + std::to_string(options_.rank) +
+                 " of " + std::to_string(options_.world_size) +
+                 " (a rank left the job or did not answer within " + seconds_text() + " s): " + message);
   }
 
   /// The timeout in seconds, for messages.
@@ -613,14 +1004,11 @@ class Distributed {
     std::vector<at::Tensor> tensors{flat};
     c10d::AllreduceOptions options;
     options.reduceOp = op;
-    wait(group_->allreduce(tensors, options), what);
+    run_collective(what, [&] { return group_->allreduce(tensors, options); });
     const double* reduced = flat.data_ptr<double>();
     std::copy(reduced, reduced + values.size(), values.begin());
     return values;
   }
-
-  /// c10d's messages carry a C++ stack trace after their first line.
-  static std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
   /// Calls f with consecutive runs of tensors of one type, each at most bucket_bytes (a larger
   /// tensor alone).
@@ -642,26 +1030,30 @@ class Distributed {
     if (!bucket.empty()) f(std::move(bucket));
   }
 
-  /// One contiguous copy of the tensors.
+  /// One contiguous copy of the tensors (all of one type), in this machine's memory and in the
+  /// type Gloo sends it as (detail::broadcast_type).
   static at::Tensor flatten(const std::vector<at::Tensor>& tensors) {
+    const at::ScalarType type = *detail::broadcast_type(tensors.front().scalar_type());
     std::vector<at::Tensor> flat;
     flat.reserve(tensors.size());
-    for (const auto& tensor : tensors) flat.push_back(tensor.reshape({-1}));
+    for (const auto& tensor : tensors) flat.push_back(tensor.reshape({-1}).to(at::kCPU, type));
     return at::cat(flat);
   }
 
-  /// Copies the flat buffer back into the tensors it was made of.
+  /// Copies the flat buffer back into the tensors it was made of (each in its own type and
+  /// memory: every value as it was sent).
   static void unflatten(const at::Tensor& flat, std::vector<at::Tensor>& tensors) {
     std::int64_t offset = 0;
     for (auto& tensor : tensors) {
-      tensor.copy_(flat.narrow(0, offset, tensor.numel()).view_as(tensor));
+      tensor.copy_(flat.narrow(0, offset, tensor.numel()).view(tensor.sizes()));
       offset += tensor.numel();
     }
   }
 
   /// The gradient buckets of each module trained in the job, shared by the job's copies.
   struct GradientRegistry {
-    std::atomic<bool> broken{false};
+    /// Set when the ranks no longer agree on what comes next (shared with the buckets).
+    std::shared_ptr<detail::BrokenJob> broken = std::make_shared<detail::BrokenJob>();
     std::mutex mutex;
     std::map<const void*, std::shared_ptr<detail::GradientBuckets>> of_module;
   };
@@ -684,7 +1076,18 @@ double train_step(const Distributed& job, Module& module, Optimizer& optimizer, 
   optimizer.zero_grad();
   // An empty batch (a shard's last) may hold an undefined tensor rather than one of 0 rows.
   const auto items = inputs.defined() ? static_cast<std::size_t>(inputs.size(0)) : std::size_t{0};
-  const at::Tensor loss = items > 0 ? loss_function(module->forward(inputs), targets) : at::Tensor();
+  at::Tensor loss;
+  try {
+    if (items > 0) loss = loss_function(module->forward(inputs), targets);
+  } catch (...) {
+    // The other ranks are in the step already: take part in it, so that theirs fails too and
+    // the ranks' collectives stay in step. A failure of that (the job is broken) is reported by
+    // the next collective; this rank's own error is the one to see.
+    try {
+      job.fail_step();
+    } catch (const std::exception&) {}
+    throw;
+  }
   job.backward(module, loss, items);
   detail::update_parameters(optimizer);
   return loss.defined() ? loss.template item<double>() : std::numeric_limits<double>::quiet_NaN();

@@ -8,8 +8,8 @@
 #include <batchpipe/core/batch.hpp>
 #include <batchpipe/core/parallel.hpp>
 #include <batchpipe/detail/access.hpp>
-#include <batchpipe/detail/image_kernels.hpp>
 #include <batchpipe/detail/strings.hpp>
+#include <batchpipe/images/detail/image_kernels.hpp>
 #include <batchpipe/io.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -28,14 +28,20 @@
 namespace batchpipe {
 
 namespace detail {
-/// Reads one item's file in the given format: "npy", "idx" or "image".
+/// Whether `format` names images ("png", "jpg"; to read, also "image": any format the decoder
+/// knows). load and dump share the names, so that what dump writes, load reads by the same one.
+inline bool is_image_format(const std::string& format, bool reading) {
+  return format == "png" || format == "jpg" || (reading && format == "image");
+}
+
+/// Reads one item's file in the given format: "npy", "idx", "png", "jpg" or "image".
 inline at::Tensor read_item_file(const std::filesystem::path& path, const std::string& format) {
   if (format == "npy") return io::read_npy(path);
   if (format == "idx") return io::read_idx(path);
 #if BATCHPIPE_HAS_STB
-  if (format == "image") return io::read_image(path);
+  if (is_image_format(format, true)) return io::read_image(path);
 #endif
-  throw Error("unknown file format '" + format + "' (formats: npy, idx, image)");
+  throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg, image)");
 }
 
 inline void write_item_file(const std::filesystem::path& path, const std::string& format,
@@ -43,7 +49,7 @@ inline void write_item_file(const std::filesystem::path& path, const std::string
   if (format == "npy") return io::write_npy(path, item);
   if (format == "idx") return io::write_idx(path, item);
 #if BATCHPIPE_HAS_STB
-  if (format == "png" || format == "jpg") return io::write_image(path, item);
+  if (is_image_format(format, false)) return io::write_image(path, item);
 #endif
   throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg)");
 }
@@ -66,14 +72,15 @@ template <class Derived>
 class ImagesBatchBase : public Batch<Derived> {
  public:
   /// Reads every item's file (from a files index) into `component`, stacked. `format` is "npy",
-  /// "idx" or "image" (PNG, JPEG, ... decoded in parallel).
+  /// "idx", or images: "png", "jpg" (the names dump writes) or "image" (any format the decoder
+  /// knows; each file is decoded by its content whichever image name is given), in parallel.
   BATCHPIPE_ACTION(load, .params = "format, component = \"images\"")
   (std::string format, std::string component = "images") {
     const Index& items = this->index();
     std::vector<std::filesystem::path> paths;
     for (std::size_t i = 0; i < items.size(); ++i) paths.push_back(items.path(i));
 #if BATCHPIPE_HAS_STB
-    if (format == "image") {
+    if (detail::is_image_format(format, true)) {
       (*this)[component] = io::read_images(paths);
       return;
     }
@@ -90,14 +97,23 @@ class ImagesBatchBase : public Batch<Derived> {
   }
 
   /// Writes each item's row of `component` to `folder/<id>.<format>` ("npy", "idx", "png",
-  /// "jpg"), creating the folder.
+  /// "jpg"), creating the folder. An id that is not a plain file name (`../x`, `/tmp/x`, `a/b`)
+  /// is an Error naming it, before anything is written: nothing lands outside `folder`.
   BATCHPIPE_ACTION(dump, .params = "folder, format = \"npy\", component = \"images\"")
   (std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
+    std::vector<std::string> names(this->size());
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      names[i] = this->index().id(i).to_string() + "." + format;
+      if (!detail::is_plain_file_name(names[i])) {
+        throw Error("dump: item '" + detail::printable(this->index().id(i).to_string()) + "' (position " +
+                    std::to_string(i) + ") has an id that is not a plain file name, so " +
+                    "its file would not be in " + folder.string());
+      }
+    }
     std::filesystem::create_directories(folder);
     const at::Tensor data = this->get(component).cpu();
     for_each_item(*this, [&](std::size_t i, Random&) {
-      const auto file = folder / (this->index().id(i).to_string() + "." + format);
-      detail::write_item_file(file, format, data[static_cast<int64_t>(i)]);
+      detail::write_item_file(folder / names[i], format, data[static_cast<int64_t>(i)]);
     });
   }
 

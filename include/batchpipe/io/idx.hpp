@@ -3,8 +3,8 @@
 /// @brief IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or not.
 
 #include <batchpipe/core/error.hpp>
-#include <batchpipe/detail/checked_size.hpp>
 #include <batchpipe/detail/strings.hpp>
+#include <batchpipe/io/detail/checked_size.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -86,9 +86,9 @@ inline bool host_is_little_endian() { return std::endian::native == std::endian:
 
 }  // namespace detail
 
-/// @brief Reads an IDX file (`.gz` or plain) into a tensor of its shape and type (uint8 for
-/// images and labels). Checks the magic number, the type code, the dimensions and that the file
-/// holds exactly the data they announce.
+/// @brief Reads an IDX file, gzip-compressed or plain (told apart by the file's first bytes, not
+/// its name), into a tensor of its shape and type (uint8 for images and labels). Checks the magic
+/// number, the type code, the dimensions and that the file holds exactly the data they announce.
 ///
 /// @code
 /// auto images = bp::io::read_idx("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
@@ -119,8 +119,10 @@ inline at::Tensor read_idx(const std::filesystem::path& path) {
   std::vector<int64_t> shape(raw_dims.begin(), raw_dims.end());
 
   // Nothing is allocated for more data than the file can hold (a compressed file: inflated).
+  // Compressed or not, as zlib told by the first bytes (gzip's 0x1f 0x8b), not by the name: a
+  // file saved without its .gz is still gzip.
   const std::uint64_t file_size = std::filesystem::file_size(path);
-  const bool compressed = path.extension() == ".gz";
+  const bool compressed = gzdirect(file.handle) == 0;
   const std::uint64_t header_size = 4 + 4 * n_dims;
   const std::uint64_t data_limit = compressed ? batchpipe::detail::gzip_inflated_limit(file_size)
                                               : file_size - std::min(file_size, header_size);

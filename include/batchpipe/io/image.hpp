@@ -73,8 +73,14 @@ inline void check_png_chunks(const std::filesystem::path& path) {
 }  // namespace detail
 
 /// @brief Decodes one image file into a uint8 tensor [channels, height, width]. `channels` 0
-/// keeps the file's own; 1, 3 or 4 converts.
+/// keeps the file's own; 1, 3 or 4 converts; any other count is an error.
 inline at::Tensor read_image(const std::filesystem::path& path, int channels = 0) {
+  // stb asserts on a count outside 0 to 4 (a crash, not an error); 2 (gray and alpha) is none of
+  // the conversions this reader offers.
+  if (channels != 0 && channels != 1 && channels != 3 && channels != 4) {
+    throw FileError(path, "cannot decode image into " + std::to_string(channels) +
+                              " channels: the count must be 1, 3 or 4 (0 keeps the file's own)");
+  }
   if (!std::filesystem::exists(path)) throw FileError(path, "no such file");
   int width = 0, height = 0, in_file = 0;
   if (!stbi_info(path.c_str(), &width, &height, &in_file)) {

@@ -3,8 +3,8 @@
 /// @brief NumPy `.npy` arrays, read and written, so data moves to and from Python tools.
 
 #include <batchpipe/core/error.hpp>
-#include <batchpipe/detail/checked_size.hpp>
 #include <batchpipe/detail/strings.hpp>
+#include <batchpipe/io/detail/checked_size.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -19,6 +19,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace batchpipe::io {
@@ -62,28 +63,29 @@ inline std::optional<std::string> npy_field(const std::string& header, const std
   return value;
 }
 
-/// The shape tuple of a header, "(60000, 28, 28)", "(5,)" or "()": each size a whole number.
+/// The shape tuple of a header, "(60000, 28, 28)", "(5,)" or "()": whole numbers between commas,
+/// with an optional comma after the last one ("(,)" and "(5,,)" are malformed).
 inline std::vector<int64_t> npy_shape(const std::string& text, const std::filesystem::path& path) {
   if (text.size() < 2 || text.front() != '(' || text.back() != ')')
     throw FileError(path, "malformed shape " + text);
   std::vector<int64_t> shape;
   const std::string inner = text.substr(1, text.size() - 2);
-  std::size_t pos = 0;
-  while (pos < inner.size()) {
+  if (inner.find_first_not_of(' ') == std::string::npos) return shape;  // "()": a scalar
+  for (std::size_t pos = 0;;) {
     const auto comma = inner.find(',', pos);
     std::string item = inner.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     item.erase(0, item.find_first_not_of(' '));
     item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) {
-      int64_t size = -1;
-      const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), size);
-      if (error != std::errc() || end != item.data() + item.size() || size < 0) {
-        throw FileError(path, "malformed shape " + text + ": '" + item + "' is not a size");
-      }
-      shape.push_back(size);
-    } else if (comma != std::string::npos && comma + 1 < inner.size()) {
-      throw FileError(path, "malformed shape " + text);  // an empty size between two commas
+    if (item.empty()) {
+      if (comma == std::string::npos && !shape.empty()) break;  // the trailing comma of "(5,)"
+      throw FileError(path, "malformed shape " + text + ": a size is missing");
     }
+    int64_t size = -1;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), size);
+    if (error != std::errc() || end != item.data() + item.size() || size < 0) {
+      throw FileError(path, "malformed shape " + text + ": '" + item + "' is not a size");
+    }
+    shape.push_back(size);
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
@@ -146,6 +148,10 @@ inline at::Tensor read_npy(const std::filesystem::path& path) {
   }
   const std::string type = descr->substr(1, descr->size() - 2);  // drop the quotes
   if (type.size() < 2) throw FileError(path, "malformed dtype " + *descr);
+  // NumPy writes one of these four; any other first character is no byte order at all.
+  if (std::string_view("<>|=").find(type[0]) == std::string_view::npos) {
+    throw FileError(path, "malformed dtype " + *descr + ": its byte order is not <, >, | or =");
+  }
   if (type[0] == '>' && type.substr(1) != "b1" && type.substr(1) != "u1" && type.substr(1) != "i1") {
     throw FileError(path, "big-endian arrays (" + type + ") are not supported");
   }

@@ -1,5 +1,6 @@
 // The Fashion-MNIST batch class, its model and its data, shared by examples/fashion_mnist and
-// examples/research.
+// examples/research. Its training step takes a data-parallel job (a job of one rank, the
+// default, is a plain step), so both include the distributed header.
 #pragma once
 
 #include <batchpipe/batchpipe.hpp>
@@ -67,7 +68,10 @@ struct FashionBatch : bp::ImagesBatchBase<FashionBatch> {
 };
 
 inline bp::Dataset<FashionBatch> load_split(const std::filesystem::path& folder, const std::string& prefix) {
-  auto images = bp::io::read_idx(folder / (prefix + "-images-idx3-ubyte.gz"));
+  const auto images_file = folder / (prefix + "-images-idx3-ubyte.gz");
+  auto images = bp::io::read_idx(images_file);
+  // Nothing to learn from or measure: training would "succeed" and report an accuracy of 0.
+  if (images.size(0) == 0) throw bp::FileError(images_file, "holds no images");
   auto labels = bp::io::read_idx(folder / (prefix + "-labels-idx1-ubyte.gz")).to(torch::kLong);
   return bp::Dataset<FashionBatch>(static_cast<std::size_t>(images.size(0)),
                                    {{"images", images}, {"labels", labels}});

@@ -21,14 +21,14 @@
 //   oneTBB's, and whatever runs on them next sets its own (putting it back after every task
 //   would cost a pool rebuild each).
 
+#include <batchpipe/core/detail/batch_sampler.hpp>
+#include <batchpipe/core/detail/thread_budget.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/memory.hpp>
 #include <batchpipe/core/profile.hpp>
 #include <batchpipe/core/run_options.hpp>
-#include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/item_ranges.hpp>
 #include <batchpipe/detail/step_phases.hpp>
-#include <batchpipe/detail/thread_budget.hpp>
 
 #include <oneapi/tbb/global_control.h>
 #include <oneapi/tbb/task_arena.h>
@@ -161,6 +161,22 @@ class BeforeAction {
   bool on_worker_;
 };
 
+/// A run's oneTBB arena, shared by the prefetchers of the pipelines a merge runs side by side, so
+/// that together they keep to the run's one thread budget.
+using ArenaPtr = std::shared_ptr<tbb::task_arena>;
+
+/// The arena's concurrency: the whole budget, one slot of it reserved for the consumer, which
+/// works in the arena; with prefetch at least one more for a worker to make batches ahead. Never
+/// more than oneTBB's worker pool can fill: asking for more gains nothing, and makes oneTBB
+/// print a warning on the user's stderr.
+inline ArenaPtr make_run_arena(const RunOptions& options) {
+  const std::size_t total = ThreadBudget::from(options).total;
+  const std::size_t wanted = options.prefetch > 0 ? std::max<std::size_t>(2, total) : total;
+  const std::size_t limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
+  return std::make_shared<tbb::task_arena>(
+      static_cast<int>(std::clamp<std::size_t>(wanted, 1, std::max<std::size_t>(1, limit))), 1);
+}
+
 /// Makes values from batch plans on a task arena, with prefetch, and hands them out in order.
 template <class T>
 class Prefetcher {
@@ -172,9 +188,10 @@ class Prefetcher {
   /// Finishes a value on the consumer's thread, in delivery order; may throw. Optional.
   using Finish = std::function<void(T&)>;
 
-  /// `profiler` (optional) is given the consumer's waits for batches made by workers.
+  /// `profiler` (optional) is given the consumer's waits for batches made by workers; `arena`
+  /// (optional) is the run's, shared with other prefetchers, else the prefetcher makes its own.
   Prefetcher(BatchSampler sampler, Work work, Finish finish, const RunOptions& options,
-             ProfilerPtr profiler = nullptr)
+             ProfilerPtr profiler = nullptr, ArenaPtr arena = nullptr)
       : sampler_(std::move(sampler)),
         work_(std::move(work)),
         finish_(std::move(finish)),
@@ -184,7 +201,7 @@ class Prefetcher {
         hold_workers_during_steps_(prefetch_ > 0 &&
                                    !options.prepare_during_steps.value_or(!budget_.steps_take_every_core())),
         steps_may_free_cores_(budget_.consumer_intra_op < budget_.total),
-        arena_(arena_size(prefetch_, budget_), 1),
+        arena_(arena ? std::move(arena) : make_run_arena(options)),
         profiler_(std::move(profiler)) {}
 
   Prefetcher(const Prefetcher&) = delete;
@@ -200,10 +217,7 @@ class Prefetcher {
   std::optional<T> next() {
     if (finished_) return std::nullopt;
     try {
-      if (!consumer_) {
-        consumer_.emplace(budget_);
-        consumer_thread_.store(std::this_thread::get_id());
-      }
+      take_consumer_settings();
       std::optional<T> value = prefetch_ == 0 ? next_inline() : next_prefetched();
       if (value && finish_) {
         const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_, steps_may_free_cores_);
@@ -216,6 +230,7 @@ class Prefetcher {
       finished_ = true;
       cancel_and_wait();
       consumer_.reset();
+      blas_.reset();
       throw;
     }
   }
@@ -223,16 +238,16 @@ class Prefetcher {
   /// Runs f on the consumer's thread inside the arena, with the run's settings, as the steps
   /// after the first singleton run: for the steps after a rebatch or a merge.
   void run_on_consumer(const std::function<void()>& f) {
-    if (!consumer_) {
-      consumer_.emplace(budget_);
-      consumer_thread_.store(std::this_thread::get_id());
-    }
+    take_consumer_settings();
     const TaskGate::StepsRunning steps(gate_, hold_workers_during_steps_, steps_may_free_cores_);
     on_consumer(f);
   }
 
   /// Puts back the thread settings of the consumer's thread until the next call to next(): for
   /// a stream that is kept between batches while other work runs (Pipeline::next_batch).
+  /// OpenBLAS's pool keeps the run's size until the run ends: its batches may go on in the
+  /// workers meanwhile, and OpenBLAS's pool may not be resized while one of them is in a BLAS
+  /// call (openblas_set_num_threads is not safe beside a running call).
   void pause() {
     consumer_.reset();
     consumer_thread_.store(std::thread::id{});
@@ -265,7 +280,7 @@ class Prefetcher {
   template <class F>
   void on_consumer(F&& f) {
     std::exception_ptr error;
-    arena_.execute([&] {
+    arena_->execute([&] {
       try {
         consumer_->intra_op.apply();
         f();
@@ -329,7 +344,7 @@ class Prefetcher {
   }
 
   void wait_for(Slot& slot) {
-    arena_.execute([&] { slot.task.wait(); });
+    arena_->execute([&] { slot.task.wait(); });
   }
 
   void launch(BatchPlan plan) {
@@ -338,7 +353,7 @@ class Prefetcher {
     // Enqueued (the arena's shared queue, which wakes a worker at once), and counted by the
     // slot's task_group, which the consumer waits on. The slot joins the window only once its
     // task is on its way, so that the window never holds a slot nothing will finish.
-    arena_.enqueue(slot->task.defer([this, raw = slot.get()] { make(*raw); }));
+    arena_->enqueue(slot->task.defer([this, raw = slot.get()] { make(*raw); }));
     window_.push_back(std::move(slot));
   }
 
@@ -387,24 +402,30 @@ class Prefetcher {
     slot.done = true;
   }
 
-  // The arena's concurrency: the whole budget, one slot of it reserved for the consumer, which
-  // works in the arena; with prefetch at least one more for a worker to make batches ahead. Never
-  // more than oneTBB's worker pool can fill: asking for more gains nothing, and makes oneTBB
-  // print a warning on the user's stderr.
-  static int arena_size(std::size_t prefetch, const ThreadBudget& budget) {
-    const std::size_t wanted = prefetch > 0 ? std::max<std::size_t>(2, budget.total) : budget.total;
-    const std::size_t limit = tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism);
-    return static_cast<int>(std::clamp<std::size_t>(wanted, 1, std::max<std::size_t>(1, limit)));
-  }
-
   std::optional<T> finish() {
     finished_ = true;
     consumer_.reset();  // the run is over: its settings go with it
+    blas_.reset();
     return std::nullopt;
+  }
+
+  // The run's settings on the calling thread, which is the consumer's from now on.
+  void take_consumer_settings() {
+    if (!blas_) {
+      warn_once_if_blas_kernels_are_generic();
+      blas_.emplace(static_cast<int>(budget_.blas));
+    }
+    if (consumer_) return;
+    consumer_.emplace(budget_);
+    consumer_thread_.store(std::this_thread::get_id());
   }
 
   void cancel_and_wait() {
     gate_.cancel();
+    // The tasks not yet started run (cancelled) on this thread as it waits: they must take it for
+    // the consumer, not a worker, and leave its thread settings alone (a paused or handed-over
+    // stream has no consumer thread, or another one).
+    consumer_thread_.store(std::this_thread::get_id());
     for (auto& slot : window_) wait_for(*slot);
     window_.clear();
     for (auto& slot : spare_) wait_for(*slot);
@@ -423,16 +444,16 @@ class Prefetcher {
   // Whether LibTorch's own kernels on the consumer leave cores of the budget free, so that a
   // stretch of a step without matrix products (WorkersMayPrepare) can let the workers prepare.
   bool steps_may_free_cores_;
-  tbb::task_arena arena_;
-  // The run's settings on the consumer's thread and OpenBLAS's pool: from the first batch asked
-  // for to the run's end.
+  ArenaPtr arena_;
+  // OpenBLAS's pool: from the first batch asked for to the run's end (or its error), pauses
+  // included. Declared before the consumer's settings, so that it is released after them.
+  std::optional<BlasThreadsLease> blas_;
+  // The run's settings on the consumer's thread: from the first batch asked for to the run's end,
+  // or to pause().
   struct ConsumerSettings {
-    explicit ConsumerSettings(const ThreadBudget& budget)
-        : blas(static_cast<int>(budget.blas)), intra_op(budget.consumer_intra_op) {
-      warn_once_if_blas_kernels_are_generic();
+    explicit ConsumerSettings(const ThreadBudget& budget) : intra_op(budget.consumer_intra_op) {
       keep_freed_memory_in_process();
     }
-    BlasThreadsLease blas;
     IntraOpThreadsLease intra_op;
   };
   std::optional<ConsumerSettings> consumer_;

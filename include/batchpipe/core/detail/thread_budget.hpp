@@ -141,30 +141,40 @@ inline void set_intra_op_threads(int threads) {
 /// OpenBLAS runs its own thread pool beside LibTorch's, sized to every core, and LibTorch does
 /// not resize it: left alone it oversubscribes the cores as soon as two batches multiply
 /// matrices at once. Its size is global to the process, and OpenBLAS cannot change it while a
-/// BLAS call runs, so it is leased for a whole run while the run works (not per task): the first
-/// lease sets it and remembers the size found, leases that overlap set theirs, and the last one
-/// to end puts the size found back, so that runs that overlap or nest never leave it changed.
+/// BLAS call runs, so it is leased for a whole run while the run works (not per task). The leases
+/// alive form a list in the order they began: the pool has the size of the newest, and when one
+/// ends the pool takes the size of the newest left, or, once none is left, the size found before
+/// the first. So runs that overlap or nest, ending in any order, leave it as each remaining run
+/// asked, and in the end as it was.
 class BlasThreadsLease {
  public:
   explicit BlasThreadsLease(int n) {
     if (!OpenBlasApi::get().set_num_threads || n <= 0) return;
     std::scoped_lock lock(state().mutex);
-    if (state().leases++ == 0) state().original = OpenBlasApi::get().get_num_threads();
+    if (state().leases.empty()) state().original = OpenBlasApi::get().get_num_threads();
+    id_ = ++state().next_id;
+    state().leases.push_back({id_, n});
     set(n);
-    leased_ = true;
   }
   ~BlasThreadsLease() {
-    if (!leased_) return;
+    if (!id_) return;
     std::scoped_lock lock(state().mutex);
-    if (--state().leases == 0) set(state().original);
+    auto& leases = state().leases;
+    leases.erase(std::find_if(leases.begin(), leases.end(), [&](const Lease& l) { return l.id == id_; }));
+    set(leases.empty() ? state().original : leases.back().threads);
   }
   BlasThreadsLease(const BlasThreadsLease&) = delete;
   BlasThreadsLease& operator=(const BlasThreadsLease&) = delete;
 
  private:
+  struct Lease {
+    std::uint64_t id;
+    int threads;
+  };
   struct State {
     std::mutex mutex;
-    int leases = 0;
+    std::vector<Lease> leases;
+    std::uint64_t next_id = 0;
     int original = 0;
   };
   static State& state() {
@@ -181,7 +191,7 @@ class BlasThreadsLease {
     set_intra_op_threads(intra_op);
   }
 
-  bool leased_ = false;
+  std::uint64_t id_ = 0;  // 0: no lease (no OpenBLAS)
 };
 
 /// LibTorch's intra-op thread count, leased on the calling thread for a piece of a run's work: a

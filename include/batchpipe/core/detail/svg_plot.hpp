@@ -3,6 +3,7 @@
 // draws of the pipeline variables over a run. Plain text, no dependency, opens in any browser.
 
 #include <batchpipe/core/error.hpp>
+#include <batchpipe/detail/strings.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -29,10 +30,11 @@ inline std::string axis_label(double value) {
   return text;
 }
 
-/// `text` with the characters that XML gives a meaning escaped.
+/// `text` with the characters that XML gives a meaning escaped, and control characters (which
+/// XML 1.0 allows in no form) written out as `\xNN`.
 inline std::string xml_escaped(const std::string& text) {
   std::string escaped;
-  for (const char c : text) {
+  for (const char c : printable(text)) {
     switch (c) {
       case '<':
         escaped += "&lt;";

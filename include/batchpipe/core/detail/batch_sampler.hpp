@@ -33,7 +33,12 @@ class EpochLayout {
       throw Error("RunOptions: shard " + std::to_string(shard.rank) + " of " + std::to_string(shard.count) +
                   " does not exist (rank must be below count, count at least 1)");
     }
-    const std::size_t step = batch_size * shard.count;
+    // Checked once here: every later product is then bounded by n_items.
+    std::size_t step = 0;
+    if (__builtin_mul_overflow(batch_size, shard.count, &step)) {
+      throw Error("RunOptions: batch_size " + std::to_string(batch_size) + " times the shard count " +
+                  std::to_string(shard.count) + " is more items per step than a size can hold");
+    }
     full_steps_ = step ? n_items / step : 0;
     rest_ = drop_last || step == 0 ? 0 : n_items % step;
   }

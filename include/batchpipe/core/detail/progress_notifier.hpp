@@ -2,12 +2,12 @@
 // The progress notifier behind RunOptions::progress: a bar redrawn in place on a terminal, and a
 // record of the chosen variables for the plot written at the run's end.
 
+#include <batchpipe/core/detail/batch_sampler.hpp>
+#include <batchpipe/core/detail/svg_plot.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
-#include <batchpipe/detail/batch_sampler.hpp>
 #include <batchpipe/detail/strings.hpp>
-#include <batchpipe/detail/svg_plot.hpp>
 
 #include <unistd.h>
 
@@ -79,8 +79,8 @@ inline std::string progress_line(const RunStats& done, const std::optional<Plann
   if (done.skipped) line += " (" + std::to_string(done.skipped) + " skipped)";
   for (const auto& [name, value] : values) {
     if (!value) continue;
-    std::snprintf(text, sizeof text, "  %s %.4g", name.c_str(), *value);
-    line += text;
+    std::snprintf(text, sizeof text, " %.4g", *value);
+    line += "  " + printable(name) + text;  // a name is the user's: no escape sequence reaches the terminal
   }
   return line;
 }

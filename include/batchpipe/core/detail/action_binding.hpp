@@ -6,13 +6,13 @@
 // the action returns replaces the old one. The result is a Step, which a pipeline keeps.
 
 #include <batchpipe/core/action_options.hpp>
+#include <batchpipe/core/detail/run_context.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/expressions.hpp>
 #include <batchpipe/core/model.hpp>
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/chain.hpp>
 #include <batchpipe/detail/parameter_list.hpp>
-#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/traits.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -332,7 +332,7 @@ ActionInfo describe_action() {
   info.name = std::string(Action::label);
   info.model = std::string(Action::options.model);
   info.singleton = Action::options.singleton;
-  info.p = Action::options.p;
+  info.probability = Action::options.probability;
   static_assert(valid_parameter_list(Action::options.params),
                 "ACTION(..., .params = \"...\"): write the names as identifiers, each once, "
                 "separated by commas, each with an optional '= default' in JSON");

@@ -35,10 +35,13 @@
 
 namespace batchpipe::detail {
 
-/// True when the one-pass kernels apply to `x`: items of at least one dimension each, on the CPU,
-/// contiguous, not empty.
+/// True when the one-pass kernels give what the tensor operations give for `x`: items of at
+/// least one dimension each, dense on the CPU, contiguous, not empty; and nothing the raw bytes
+/// do not carry: no gradient to track (the kernels write a new tensor outside autograd) and no
+/// lazy conjugation or negation (a view's flag, not its bytes). The tensor operations take the rest.
 inline bool one_pass_applies(const at::Tensor& x) {
-  return x.dim() >= 2 && x.device().is_cpu() && x.is_contiguous() && x.numel() > 0;
+  return x.dim() >= 2 && x.device().is_cpu() && x.layout() == at::kStrided && x.is_contiguous() &&
+         x.numel() > 0 && !x.requires_grad() && !x.is_conj() && !x.is_neg();
 }
 
 /// Where each item of images [items, ..., H, W] is cut: [height, width] at corner (y0[i], x0[i])

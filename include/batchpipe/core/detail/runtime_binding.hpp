@@ -7,17 +7,21 @@
 
 #include <batchpipe/core/action_options.hpp>
 #include <batchpipe/core/config.hpp>
+#include <batchpipe/core/detail/action_binding.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/expressions.hpp>
-#include <batchpipe/detail/action_binding.hpp>
+#include <batchpipe/detail/exact_number.hpp>
+#include <batchpipe/detail/json_excerpt.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
 #include <algorithm>
 #include <any>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -92,22 +96,40 @@ std::optional<dynamic_argument<Value, B>> expression_from_any(const std::any& va
   return result;
 }
 
-/// A run-time value converted to T: exact type, or any arithmetic type to an arithmetic T, or a
-/// C string to std::string.
+/// The arithmetic types a call by name may pass a number as.
+using any_arithmetic_types =
+    std::tuple<bool, char, signed char, unsigned char, short, unsigned short, int, unsigned, long,
+               unsigned long, long long, unsigned long long, float, double, long double>;
+
+/// The number a std::any holds, as text for an error ("1e+300 (double)").
+inline std::string describe_number(const std::any& value) {
+  std::ostringstream text;
+  text.precision(17);
+  [&]<class... N>(std::tuple<N...>*) {
+    ((std::any_cast<N>(&value) ? void(text << +*std::any_cast<N>(&value)) : void()), ...);
+  }(static_cast<any_arithmetic_types*>(nullptr));
+  return text.str() + " (" + type_name(value.type()) + ")";
+}
+
+/// A run-time value converted to T: exact type, or any arithmetic type to an arithmetic T that
+/// holds its value (exact_number, the rule configs follow), or a C string to std::string.
 template <class T>
 T value_from_any(const std::any& value, const ActionInfo& action, std::size_t i) {
   if (const T* exact = std::any_cast<T>(&value)) return *exact;
   if constexpr (std::is_arithmetic_v<T>) {
-    using Types =
-        std::tuple<bool, char, int, unsigned, long, unsigned long, long long, unsigned long long, float,
-                   double, long double, std::int8_t, std::uint8_t, std::int16_t, std::uint16_t>;
+    bool arithmetic = false;
     std::optional<T> converted;
     [&]<class... N>(std::tuple<N...>*) {
-      ((converted || !std::any_cast<N>(&value) ? void()
-                                               : void(converted = static_cast<T>(*std::any_cast<N>(&value)))),
+      ((arithmetic || !std::any_cast<N>(&value)
+            ? void()
+            : void((arithmetic = true, converted = exact_number<T>(*std::any_cast<N>(&value))))),
        ...);
-    }(static_cast<Types*>(nullptr));
+    }(static_cast<any_arithmetic_types*>(nullptr));
     if (converted) return *converted;
+    if (arithmetic) {
+      throw Error("action '" + action.name + "': " + describe_parameter(action, i) + " must be " +
+                  exact_number_expectation<T>() + " (" + type_name<T>() + "), got " + describe_number(value));
+    }
   }
   if constexpr (std::is_same_v<T, std::string>) {
     if (const auto* text = std::any_cast<const char*>(&value)) return std::string(*text);
@@ -150,19 +172,23 @@ std::optional<dynamic_argument<Value, B>> expression_from_json(const Config::jso
   const std::string kind = valid ? operand[0].template get<std::string>() : "";
   if (!valid || (kind != "uniform" && kind != "normal")) {
     throw Error(where + ": {\"R\": ...} takes [\"uniform\", low, high] or [\"normal\", mean, std], got " +
-                operand.dump());
+                json_excerpt(operand));
   }
   if constexpr (std::is_floating_point_v<Value>) {
     const double a = operand[1].template get<double>();
     const double b = operand[2].template get<double>();
-    // The distributions' preconditions: breaking them is undefined behaviour, so it is an error here.
+    // The distributions' preconditions: breaking them is undefined behaviour, so it is an error
+    // here. A uniform range must also be finite as a width (b - a), or every draw is infinite.
     if (kind == "uniform") {
-      if (!(a <= b))
-        throw Error(where + ": {\"R\": [\"uniform\", low, high]} needs low <= high, got " + operand.dump());
+      if (!(a <= b) || !std::isfinite(b - a))
+        throw Error(where +
+                    ": {\"R\": [\"uniform\", low, high]} needs low <= high and high - low finite, got " +
+                    json_excerpt(operand));
       return D::of(batchpipe::R(std::uniform_real_distribution<double>(a, b)));
     }
-    if (!(b > 0))
-      throw Error(where + ": {\"R\": [\"normal\", mean, std]} needs std > 0, got " + operand.dump());
+    if (!(b > 0) || !std::isfinite(b))
+      throw Error(where + ": {\"R\": [\"normal\", mean, std]} needs a finite std > 0, got " +
+                  json_excerpt(operand));
     return D::of(batchpipe::R(std::normal_distribution<double>(a, b)));
   } else {
     throw Error(where + ": {\"R\": ...} draws real numbers, and this parameter is a " + type_name<Value>());
@@ -178,15 +204,11 @@ runtime_stored_t<Param, B> argument_from_json(const Config::json& value, const A
     throw Error(place + " is a non-const reference, which a config cannot give: bind the action in code");
   } else {
     if (auto expression = expression_from_json<Value, B>(value, place)) return std::move(*expression);
-    if constexpr (config_readable<Value> || std::is_constructible_v<Value, std::string>) {
+    if constexpr (config_givable<Value>) {
       const std::string& name = action.parameter_names[i];
       const Config argument(Config::json{{name, value}}, place);
       try {
-        if constexpr (config_readable<Value>) {
-          return dynamic_argument<Value, B>(argument.template get<Value>(name));
-        } else {  // a path, a device
-          return dynamic_argument<Value, B>(Value(argument.template get<std::string>(name)));
-        }
+        return dynamic_argument<Value, B>(read_config_value<Value>(argument, name));
       } catch (const Error&) {
         throw;         // the config's own error, which names the place
       } catch (...) {  // a constructor's (an unknown device, say)

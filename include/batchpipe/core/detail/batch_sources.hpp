@@ -5,12 +5,12 @@
 // pulls from the last of the chain. Every source drops the batches an action skipped and counts
 // them, so what reaches the stream is only what is to be delivered.
 
+#include <batchpipe/core/detail/prefetcher.hpp>
+#include <batchpipe/core/detail/run_context.hpp>
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/core/index.hpp>
 #include <batchpipe/core/random.hpp>
 #include <batchpipe/detail/access.hpp>
-#include <batchpipe/detail/prefetcher.hpp>
-#include <batchpipe/detail/run_context.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/detail/type_name.hpp>
 
@@ -205,12 +205,14 @@ B take_front(B& batch, std::size_t n) {
 }
 
 /// The stream re-cut into batches of `size` items, in arrival order. An epoch's items are never
-/// mixed with the next epoch's: its last batch is the remainder (dropped with drop_last).
+/// mixed with the next epoch's: its last batch is the remainder (dropped with drop_last). An
+/// endless run whose epoch gives no batch at all (fewer items than `size`, dropped) ends there,
+/// as the sampler's does, instead of pulling epoch after epoch without ever delivering.
 template <class B>
 class Rebatcher final : public BatchSource<B> {
  public:
-  Rebatcher(BatchSourcePtr<B> upstream, std::size_t size, bool drop_last, std::uint64_t seed)
-      : upstream_(std::move(upstream)), size_(size), drop_last_(drop_last), seed_(seed) {}
+  Rebatcher(BatchSourcePtr<B> upstream, std::size_t size, bool drop_last, bool endless, std::uint64_t seed)
+      : upstream_(std::move(upstream)), size_(size), drop_last_(drop_last), endless_(endless), seed_(seed) {}
 
   std::optional<B> next() override {
     while (true) {
@@ -229,6 +231,11 @@ class Rebatcher final : public BatchSource<B> {
       // The end of an epoch (or of the run): its remainder, unless dropped.
       std::optional<B> remainder;
       if (pending_items_ > 0 && !drop_last_) remainder = cut(pending_items_);
+      if (endless_ && !cut_in_epoch_) {
+        upstream_ended_ = true;  // every epoch would drop all it has
+        carried_.reset();
+      }
+      cut_in_epoch_ = false;
       pending_.clear();
       pending_items_ = 0;
       if (carried_) {
@@ -259,13 +266,16 @@ class Rebatcher final : public BatchSource<B> {
     pending_items_ -= n;
     if (pending_items_ > 0) pending_.push_back(std::move(whole));
     number_batch(front, number_++, epoch, seed_, context_);
+    cut_in_epoch_ = true;
     return front;
   }
 
   BatchSourcePtr<B> upstream_;
   std::size_t size_;
   bool drop_last_;
+  bool endless_;
   std::uint64_t seed_;
+  bool cut_in_epoch_ = false;
   std::vector<B> pending_;
   std::size_t pending_items_ = 0;
   std::optional<B> carried_;
