@@ -53,7 +53,14 @@ TEST_CASE("a config reads nested settings by dotted path, with their types check
   CHECK_THROWS_WITH(bp::Config::parse(R"({"n": 300})").get<std::int8_t>("n"),
                     test::contains("expected a whole number from -128 to 127"));
   CHECK_THROWS_WITH(bp::Config::parse(R"({"x": 1e300})").get<float>("x"),
-                    test::contains("expected a number within +-340282346"));
+                    test::contains("expected a number within +-3.40282e+38"));
+  // Vectors by the same rules, element by element.
+  CHECK_THROWS_WITH(bp::Config::parse(R"({"v": [1, 2.5]})").get<std::vector<int>>("v"),
+                    test::contains("'v.1' is a number (2.5), expected an integer"));
+  CHECK_THROWS_WITH(bp::Config::parse(R"({"v": [-1]})").get<std::vector<std::size_t>>("v"),
+                    test::contains("'v.0' is an integer (-1), expected a whole number from 0"));
+  CHECK_THROWS_WITH(bp::Config::parse(R"({"v": 3})").get<std::vector<int>>("v"),
+                    test::contains("'v' is an integer (3), expected an array"));
   CHECK(bp::Config::parse(R"({"x": 1e300})").get<double>("x") == 1e300);
   CHECK(bp::Config::parse(R"({"n": 18446744073709551615})").get<std::uint64_t>("n") == UINT64_MAX);
 }
@@ -132,4 +139,12 @@ TEST_CASE("a config nests at most max_nesting levels, and errors show values cut
     CHECK(std::string(e.what()).size() < 200);
     CHECK_THAT(e.what(), test::contains("not an array ([1,1,1"));
   }
+  // An excerpt cut inside a UTF-8 character is still text, not nlohmann's exception.
+  std::string cyrillic;
+  for (int i = 0; i < 100; ++i) cyrillic += "ж";
+  std::string text = "{\"a\": \"";
+  text += cyrillic;
+  text += "\"}";
+  CHECK_THROWS_WITH(bp::Config::parse(text).get<int>("a"), test::contains("'a' is a string"));
+  CHECK_NOTHROW(bp::detail::json_excerpt(bp::Config::json(cyrillic), 41));
 }

@@ -298,6 +298,11 @@ TEST_CASE("a config's pipeline merges, rebatches, sets probabilities and configu
   const auto models = bp::Config::parse(R"({"models": {"scaler": {"factor": 3.5}}, "pipeline": ["scale"]})");
   auto scaled = bp::Pipeline<ScalerBatch>::from_config(bp::Dataset<ScalerBatch>(4), models);
   CHECK(scaled.next_batch({.batch_size = 4})->get<double>("factor") == 3.5);
+  // The instances reach a merge's inputs too.
+  const auto merged_models = bp::Config::parse(
+      R"({"models": {"scaler": {"factor": 2.5}}, "pipeline": [{"merge": [["scale"], ["scale"]]}]})");
+  auto both = bp::Pipeline<ScalerBatch>::from_config(bp::Dataset<ScalerBatch>(4), merged_models);
+  CHECK(both.next_batch({.batch_size = 4})->get<double>("factor") == 2.5);
   CHECK_THROWS_WITH(
       bp::Pipeline<ScalerBatch>::from_config(
           bp::Dataset<ScalerBatch>(4), bp::Config::parse(R"({"models": {"scalar": {}}, "pipeline": []})")),

@@ -389,6 +389,9 @@ TEST_CASE("the progress line shows progress, rate, time left and the variables",
   CHECK_THAT(svg,
              test::contains(">a\\x01&lt;b&gt;&amp;\\xff&quot;</text>") && test::contains(">x\\x7f</text>"));
   CHECK(bp::detail::printable("точность \xe2\x82") == "точность \\xe2\\x82");
+  // Overlong forms, surrogates and C1 controls (U+009B is a terminal's CSI) are not let through.
+  CHECK(bp::detail::printable("\xc0\xaf\xed\xa0\x80\xc2\x9b\xc2\xa0") ==
+        "\\xc0\\xaf\\xed\\xa0\\x80\\xc2\\x9b\xc2\xa0");
   const auto endless = bp::detail::progress_line(done, std::nullopt, 3725.0, {});
   CHECK_THAT(endless, test::contains("500 items 5 batches") && test::contains("1:02:05"));
   const auto planned = bp::detail::planned_run(10, {.batch_size = 4, .n_epochs = 3});

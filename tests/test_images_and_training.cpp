@@ -186,6 +186,10 @@ TEST_CASE("dump writes inside its folder only: an id that is not a plain file na
     CHECK_FALSE(std::filesystem::exists(folder));  // nothing written, not even the good item
   }
   CHECK_FALSE(std::filesystem::exists(scratch / "escaped.npy"));
+  bp::Dataset<bp::ImagesBatch> plain(bp::Index(std::vector<std::string>{"a"}),
+                                     {{"images", torch::zeros({1, 2, 2})}});
+  CHECK_THROWS_WITH(plain.pipeline().dump(folder, "x/../../png").run({.batch_size = 1}),
+                    test::contains("unknown file format 'x/../../png'"));
   const std::string control = std::string("bell\a");
   bp::Dataset<bp::ImagesBatch> strange(bp::Index(std::vector<std::string>{"a/" + control}),
                                        {{"images", torch::zeros({1, 2, 2})}});

@@ -212,6 +212,11 @@ class Config {
     return " (keys at " + where + ": " + (keys.empty() ? "none" : keys) + ")";
   }
 
+  template <class T>
+  struct is_vector : std::false_type {};
+  template <class E, class A>
+  struct is_vector<std::vector<E, A>> : std::true_type {};
+
   static std::string describe(const json& value) {
     return kind(value) + " (" + detail::json_excerpt(value, 40) + ")";
   }
@@ -289,6 +294,15 @@ class Config {
     } else if constexpr (std::is_same_v<T, Config>) {
       if (!value.is_object()) throw mismatch("an object");
       return Config(value, source_ + " at '" + std::string(path) + "'");
+    } else if constexpr (is_vector<T>::value) {  // each element by the rules above, named by its index
+      if (!value.is_array()) throw mismatch("an array");
+      T elements;
+      elements.reserve(value.size());
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        elements.push_back(
+            convert<typename T::value_type>(value[i], std::string(path) + "." + std::to_string(i)));
+      }
+      return elements;
     } else {
       try {
         return value.template get<T>();

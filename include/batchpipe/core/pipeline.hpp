@@ -97,14 +97,15 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   /// pipeline carries the whole config (`C(...)`, Batch::config). Errors name the config's
   /// source (the file), the place (`pipeline[2]`), the action and the argument.
   static Pipeline from_config(Dataset<B> dataset, const Config& config, std::string_view path = "pipeline") {
-    const auto steps = config.get<Config::json>(path);
-    Pipeline result = from_json_steps(dataset, config, steps, config.source() + ": " + std::string(path));
+    // The instances first: every pipeline made here holds them, a merge's inputs too.
+    Pipeline start(std::move(dataset));
+    start.config_ = config;
     if (config.contains("models")) {
       const Config models = config.at("models");
       for (const auto& model : models.to_json().items())
-        result = result.init_model(model.key(), models.at(model.key()));
+        start = start.init_model(model.key(), models.at(model.key()));
     }
-    return result;
+    return from_json_steps(start, config.get<Config::json>(path), config.source() + ": " + std::string(path));
   }
 
   /// This pipeline carrying `config`: what `C(...)` arguments and Batch::config read. This
@@ -450,11 +451,18 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
       source = std::make_unique<detail::PrefetchedBatches<B>>(std::make_unique<detail::Prefetcher<B>>(
           std::move(sampler), std::move(make), std::move(finish), upstream_options, profiler, arena));
     }
+    // The items each epoch brings a rebatch, as planned (actions may skip some, never add).
+    std::size_t epoch_items = detail::EpochLayout(dataset().size(), options.batch_size, options.drop_last,
+                                                  options.shard.value_or(Shard{}))
+                                  .items();
     while (stage_end < steps_.size()) {
       const std::size_t marker = stage_end;
+      const std::size_t size = steps_[marker]->rebatch_size;
       stage_end = next_rebatch(marker + 1);
+      const bool gives_nothing = !options.n_epochs.has_value() && options.drop_last && epoch_items < size;
+      if (options.drop_last) epoch_items -= epoch_items % size;
       source = std::make_unique<detail::Rebatcher<B>>(
-          std::move(source), steps_[marker]->rebatch_size, options.drop_last, !options.n_epochs.has_value(),
+          std::move(source), size, options.drop_last, gives_nothing,
           detail::derive_seed(seed, detail::stream_salt::rebatch + marker));
       source = consumer_steps(std::move(source), marker + 1, stage_end);
     }
@@ -462,20 +470,20 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
   }
 
   // The steps of a config's list (from_config), each named in errors by `where` and its place.
-  static Pipeline from_json_steps(const Dataset<B>& dataset, const Config& config, const Config::json& steps,
+  // `start`: the dataset, the config and the models' instances, without steps.
+  static Pipeline from_json_steps(const Pipeline& start, const Config::json& steps,
                                   const std::string& where) {
     if (!steps.is_array()) {
       throw Error(where + " must be an array of steps, not " + detail::json_excerpt(steps));
     }
-    Pipeline result(dataset);
-    result.config_ = config;
+    Pipeline result = start;
     for (std::size_t i = 0; i < steps.size(); ++i) {
       const std::string place = where + "[" + std::to_string(i) + "]";
       const Config::json& step = steps[i];
       const bool single = step.is_object() && step.size() == 1;
       if (single && step.contains("merge")) {
         if (i != 0) throw Error(place + ": merge makes the batches: it can only be the first step");
-        result = merged_from_json(dataset, config, step["merge"], place + ".merge");
+        result = merged_from_json(start, step["merge"], place + ".merge");
       } else if (single && step.contains("rebatch")) {
         result = result.rebatch(Config(step, place).template get<std::size_t>("rebatch"));
       } else {
@@ -487,14 +495,14 @@ class Pipeline : public detail::access::fluent_base<B, Pipeline<B>> {
     return result;
   }
 
-  static Pipeline merged_from_json(const Dataset<B>& dataset, const Config& config, const Config::json& lists,
+  static Pipeline merged_from_json(const Pipeline& start, const Config::json& lists,
                                    const std::string& where) {
     if (!lists.is_array() || lists.size() < 2)
       throw Error(where + " takes an array of two lists of steps or more, not " +
                   detail::json_excerpt(lists));
     std::vector<Pipeline> inputs;
     for (std::size_t k = 0; k < lists.size(); ++k)
-      inputs.push_back(from_json_steps(dataset, config, lists[k], where + "[" + std::to_string(k) + "]"));
+      inputs.push_back(from_json_steps(start, lists[k], where + "[" + std::to_string(k) + "]"));
     return merge(std::move(inputs));
   }
 

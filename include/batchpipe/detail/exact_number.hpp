@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <limits>
 #include <optional>
 #include <string>
@@ -61,8 +62,10 @@ std::string exact_number_expectation() {
     text += " to ";
     text += std::to_string(std::numeric_limits<T>::max());
   } else {
+    char limit[32];
+    std::snprintf(limit, sizeof limit, "%g", static_cast<double>(std::numeric_limits<T>::max()));
     text = "a number within +-";
-    text += std::to_string(std::numeric_limits<T>::max());
+    text += limit;
   }
   return text;
 }

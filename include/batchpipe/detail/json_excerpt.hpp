@@ -13,7 +13,14 @@
 
 namespace batchpipe::detail {
 
-/// At most about `limit` characters of `value` as JSON text, "..." where it is cut.
+/// `value` as JSON text; bytes that are not UTF-8 (a string cut inside a character, say) become
+/// U+FFFD instead of an exception.
+inline std::string json_text(const nlohmann::json& value) {
+  return value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+/// At most about `limit` characters of `value` as JSON text, "..." where it is cut (never inside
+/// a UTF-8 character).
 inline std::string json_excerpt(const nlohmann::json& value, std::size_t limit = 60) {
   std::string out;
   // Each level adds at least one character, so the recursion is no deeper than `limit`.
@@ -24,18 +31,22 @@ inline std::string json_excerpt(const nlohmann::json& value, std::size_t limit =
       bool first = true;
       for (auto item = v.begin(); item != v.end() && out.size() < limit; ++item, first = false) {
         if (!first) out += ',';
-        if (v.is_object()) out += nlohmann::json(item.key()).dump() + ':';
+        if (v.is_object()) out += json_text(item.key()) + ':';
         self(self, item.value());
       }
       out += v.is_array() ? ']' : '}';
     } else if (v.is_string()) {
-      out += nlohmann::json(v.get_ref<const std::string&>().substr(0, limit)).dump();
+      out += json_text(v.get_ref<const std::string&>().substr(0, limit));
     } else {
-      out += v.dump();
+      out += json_text(v);
     }
   };
   append(append, value);
-  if (out.size() > limit) out = out.substr(0, limit > 3 ? limit - 3 : 0) + "...";
+  if (out.size() > limit) {
+    std::size_t cut = limit > 3 ? limit - 3 : 0;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xc0) == 0x80) --cut;  // a continuation byte
+    out = out.substr(0, cut) + "...";
+  }
   return out;
 }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The iteration behind next_batch(), one implementation for Dataset and Pipeline: made by the
 // first call, continued by later ones and paused between them, so that while the caller works
-// the iteration holds no thread setting (LibTorch's count, OpenBLAS's pool) and limits nothing.
+// the iteration leaves the caller's thread settings (LibTorch's count) alone. OpenBLAS's pool
+// keeps the run's size until the iteration ends: its batches may be in a BLAS call meanwhile.
 
 #include <batchpipe/fwd.hpp>
 

@@ -32,38 +32,54 @@ std::string shape_string(const Shape& shape) {
   return text;
 }
 
-/// The length of the UTF-8 sequence at the start of `text` (1 to 4), or 0 when it is not one.
+/// The length of the well-formed UTF-8 sequence at the start of `text` (1 to 4), or 0 when it
+/// is not one: no overlong form, no surrogate, nothing past U+10FFFF (Unicode's table 3-7).
 inline std::size_t utf8_sequence_length(std::string_view text) {
-  const auto lead = static_cast<unsigned char>(text[0]);
-  const std::size_t length = lead < 0x80           ? 1
-                             : (lead >> 5) == 0x6  ? 2
-                             : (lead >> 4) == 0xe  ? 3
-                             : (lead >> 3) == 0x1e ? 4
-                                                   : 0;
-  if (length == 0 || length > text.size()) return 0;
-  for (std::size_t i = 1; i < length; ++i) {
-    if ((static_cast<unsigned char>(text[i]) & 0xc0) != 0x80) return 0;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned lead = byte(0);
+  if (lead < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned low = 0x80, high = 0xbf;  // the second byte's range
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+    if (lead == 0xe0) low = 0xa0;
+    if (lead == 0xed) high = 0x9f;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+    if (lead == 0xf0) low = 0x90;
+    if (lead == 0xf4) high = 0x8f;
+  }
+  if (length == 0 || length > text.size() || byte(1) < low || byte(1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if ((byte(i) & 0xc0) != 0x80) return 0;
   }
   return length;
 }
 
-/// `text` with every control character (and DEL) and every byte that is not UTF-8 written as
-/// `\xNN`: a user's name printed on a terminal can then move no cursor and start no escape
-/// sequence, and is valid in XML once its markup characters are escaped.
+/// `text` with every control character (C0, DEL and C1, which a terminal also obeys) and every
+/// byte that is not UTF-8 written as `\xNN`: a user's name printed on a terminal can then move
+/// no cursor and start no escape sequence, and is valid in XML once its markup characters are
+/// escaped.
 inline std::string printable(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   while (!text.empty()) {
     const auto byte = static_cast<unsigned char>(text[0]);
     const std::size_t length = utf8_sequence_length(text);
-    if (length > 0 && byte >= 0x20 && byte != 0x7f) {
-      out += text.substr(0, length);
+    const bool c1 = length == 2 && byte == 0xc2 && static_cast<unsigned char>(text[1]) < 0xa0;
+    const std::size_t taken = length > 0 ? length : 1;
+    if (length > 0 && byte >= 0x20 && byte != 0x7f && !c1) {
+      out += text.substr(0, taken);
     } else {
-      char escaped[5];
-      std::snprintf(escaped, sizeof escaped, "\\x%02x", byte);
-      out += escaped;
+      for (std::size_t i = 0; i < taken; ++i) {  // each byte of the sequence, written out
+        char escaped[5];
+        std::snprintf(escaped, sizeof escaped, "\\x%02x", static_cast<unsigned char>(text[i]));
+        out += escaped;
+      }
     }
-    text.remove_prefix(length > 0 ? length : 1);
+    text.remove_prefix(taken);
   }
   return out;
 }

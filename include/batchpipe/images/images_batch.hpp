@@ -44,14 +44,23 @@ inline at::Tensor read_item_file(const std::filesystem::path& path, const std::s
   throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg, image)");
 }
 
+/// An Error unless items can be written in `format`: "npy", "idx", "png" or "jpg".
+inline void check_write_format(const std::string& format) {
+  bool known = format == "npy" || format == "idx";
+#if BATCHPIPE_HAS_STB
+  known = known || is_image_format(format, false);
+#endif
+  if (!known) throw Error("unknown file format '" + printable(format) + "' (formats: npy, idx, png, jpg)");
+}
+
 inline void write_item_file(const std::filesystem::path& path, const std::string& format,
                             const at::Tensor& item) {
+  check_write_format(format);
   if (format == "npy") return io::write_npy(path, item);
   if (format == "idx") return io::write_idx(path, item);
 #if BATCHPIPE_HAS_STB
-  if (is_image_format(format, false)) return io::write_image(path, item);
+  io::write_image(path, item);
 #endif
-  throw Error("unknown file format '" + format + "' (formats: npy, idx, png, jpg)");
 }
 }  // namespace detail
 
@@ -101,6 +110,7 @@ class ImagesBatchBase : public Batch<Derived> {
   /// is an Error naming it, before anything is written: nothing lands outside `folder`.
   BATCHPIPE_ACTION(dump, .params = "folder, format = \"npy\", component = \"images\"")
   (std::filesystem::path folder, std::string format = "npy", std::string component = "images") {
+    detail::check_write_format(format);  // before the ids: a format is never taken for an id
     std::vector<std::string> names(this->size());
     for (std::size_t i = 0; i < names.size(); ++i) {
       names[i] = this->index().id(i).to_string() + "." + format;

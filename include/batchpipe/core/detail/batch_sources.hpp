@@ -205,14 +205,20 @@ B take_front(B& batch, std::size_t n) {
 }
 
 /// The stream re-cut into batches of `size` items, in arrival order. An epoch's items are never
-/// mixed with the next epoch's: its last batch is the remainder (dropped with drop_last). An
-/// endless run whose epoch gives no batch at all (fewer items than `size`, dropped) ends there,
-/// as the sampler's does, instead of pulling epoch after epoch without ever delivering.
+/// mixed with the next epoch's: its last batch is the remainder (dropped with drop_last).
+/// `gives_nothing`: the run's epochs, as planned, hold fewer items than `size` and drop them: an
+/// endless run would pull epoch after epoch without ever delivering, so it ends at once, as the
+/// sampler's does.
 template <class B>
 class Rebatcher final : public BatchSource<B> {
  public:
-  Rebatcher(BatchSourcePtr<B> upstream, std::size_t size, bool drop_last, bool endless, std::uint64_t seed)
-      : upstream_(std::move(upstream)), size_(size), drop_last_(drop_last), endless_(endless), seed_(seed) {}
+  Rebatcher(BatchSourcePtr<B> upstream, std::size_t size, bool drop_last, bool gives_nothing,
+            std::uint64_t seed)
+      : upstream_(std::move(upstream)),
+        size_(size),
+        drop_last_(drop_last),
+        seed_(seed),
+        upstream_ended_(gives_nothing) {}
 
   std::optional<B> next() override {
     while (true) {
@@ -231,11 +237,6 @@ class Rebatcher final : public BatchSource<B> {
       // The end of an epoch (or of the run): its remainder, unless dropped.
       std::optional<B> remainder;
       if (pending_items_ > 0 && !drop_last_) remainder = cut(pending_items_);
-      if (endless_ && !cut_in_epoch_) {
-        upstream_ended_ = true;  // every epoch would drop all it has
-        carried_.reset();
-      }
-      cut_in_epoch_ = false;
       pending_.clear();
       pending_items_ = 0;
       if (carried_) {
@@ -266,21 +267,18 @@ class Rebatcher final : public BatchSource<B> {
     pending_items_ -= n;
     if (pending_items_ > 0) pending_.push_back(std::move(whole));
     number_batch(front, number_++, epoch, seed_, context_);
-    cut_in_epoch_ = true;
     return front;
   }
 
   BatchSourcePtr<B> upstream_;
   std::size_t size_;
   bool drop_last_;
-  bool endless_;
   std::uint64_t seed_;
-  bool cut_in_epoch_ = false;
   std::vector<B> pending_;
   std::size_t pending_items_ = 0;
   std::optional<B> carried_;
   RunContextPtr context_;
-  bool upstream_ended_ = false;
+  bool upstream_ended_;
   std::size_t number_ = 0;
 };
 

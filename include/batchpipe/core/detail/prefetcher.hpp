@@ -161,6 +161,18 @@ class BeforeAction {
   bool on_worker_;
 };
 
+/// How many waits for batches the calling thread is in (a consumer's, or a stream's teardown):
+/// the tasks it runs meanwhile, of whichever run shares the arena (a merge's inputs), are not a
+/// worker's and leave its thread settings alone (a paused or handed-over stream has no consumer
+/// thread of its own, or another one).
+inline thread_local int waiting_in_arena = 0;
+struct WaitingInArena {
+  WaitingInArena() noexcept { ++waiting_in_arena; }
+  ~WaitingInArena() { --waiting_in_arena; }
+  WaitingInArena(const WaitingInArena&) = delete;
+  WaitingInArena& operator=(const WaitingInArena&) = delete;
+};
+
 /// A run's oneTBB arena, shared by the prefetchers of the pipelines a merge runs side by side, so
 /// that together they keep to the run's one thread budget.
 using ArenaPtr = std::shared_ptr<tbb::task_arena>;
@@ -344,6 +356,7 @@ class Prefetcher {
   }
 
   void wait_for(Slot& slot) {
+    const WaitingInArena waiting;
     arena_->execute([&] { slot.task.wait(); });
   }
 
@@ -388,7 +401,7 @@ class Prefetcher {
       // On the consumer (which makes batches while it waits) the batch keeps the consumer's
       // count: preparation kernels give the same result either way, and switching costs more.
       // Nor does it wait for the steps: it may be inside one (a step that waits for oneTBB work).
-      const bool on_worker = std::this_thread::get_id() != consumer_thread_.load();
+      const bool on_worker = std::this_thread::get_id() != consumer_thread_.load() && waiting_in_arena == 0;
       if (on_worker) set_intra_op_threads(static_cast<int>(budget_.worker_intra_op));
       // Nor, on a worker, do its kernels split a pass over the arena while the steps run.
       const HoldItemRangesWhile hold(on_worker ? gate_.steps_running_flag() : item_ranges_held);
@@ -411,7 +424,7 @@ class Prefetcher {
 
   // The run's settings on the calling thread, which is the consumer's from now on.
   void take_consumer_settings() {
-    if (!blas_) {
+    if (!blas_ && !finished_) {  // once finished, steps after a rebatch may still run: no new lease
       warn_once_if_blas_kernels_are_generic();
       blas_.emplace(static_cast<int>(budget_.blas));
     }
@@ -422,10 +435,6 @@ class Prefetcher {
 
   void cancel_and_wait() {
     gate_.cancel();
-    // The tasks not yet started run (cancelled) on this thread as it waits: they must take it for
-    // the consumer, not a worker, and leave its thread settings alone (a paused or handed-over
-    // stream has no consumer thread, or another one).
-    consumer_thread_.store(std::this_thread::get_id());
     for (auto& slot : window_) wait_for(*slot);
     window_.clear();
     for (auto& slot : spare_) wait_for(*slot);
