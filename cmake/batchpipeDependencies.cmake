@@ -13,7 +13,24 @@ macro(batchpipe_find_dependencies batchpipe_find)
   # stb decodes images (io/image.hpp); without it batchpipe works, minus image files.
   find_package(stb QUIET)
   list(POP_FRONT CMAKE_MODULE_PATH)
+  # The fast decoders of JPEG and PNG; without them stb decodes those too.
+  _batchpipe_find_c_library(batchpipe::turbojpeg turbojpeg.h turbojpeg)
+  _batchpipe_find_c_library(batchpipe::spng spng.h spng)
 endmacro()
+
+# A C library as Debian ships it, a header and a shared library, as the imported target
+# `target`; none when either is missing.
+function(_batchpipe_find_c_library target header library)
+  string(MAKE_C_IDENTIFIER "batchpipe_${library}" var)
+  find_path(${var}_INCLUDE_DIR ${header})
+  find_library(${var}_LIBRARY ${library})
+  mark_as_advanced(${var}_INCLUDE_DIR ${var}_LIBRARY)
+  if(${var}_INCLUDE_DIR AND ${var}_LIBRARY AND NOT TARGET ${target})
+    add_library(${target} UNKNOWN IMPORTED)
+    set_target_properties(${target} PROPERTIES
+      IMPORTED_LOCATION "${${var}_LIBRARY}" INTERFACE_INCLUDE_DIRECTORIES "${${var}_INCLUDE_DIR}")
+  endif()
+endfunction()
 
 # Torch's targets (not TORCH_LIBRARIES, which also holds the absolute path of libc10).
 set(BATCHPIPE_TORCH_TARGETS torch torch_library)

@@ -13,11 +13,11 @@ set -euo pipefail
 root=${BATCHPIPE_DEBIAN13_ROOT:-/var/cache/batchpipe/debian13}
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 # Bumped whenever the package list changes, so that an older root is completed, not trusted.
-root_version=3
+root_version=4
 packages=(
   build-essential cmake ninja-build g++ clang
   libtorch-dev libtbb-dev catch2 libgloo-dev libopenblas0-pthread
-  libcli11-dev libstb-dev zlib1g-dev libgmock-dev nlohmann-json3-dev libbenchmark-dev
+  libcli11-dev libstb-dev libturbojpeg0-dev libspng-dev zlib1g-dev libgmock-dev nlohmann-json3-dev libbenchmark-dev
   dataset-fashion-mnist
   libclang-rt-19-dev llvm-19  # the sanitizers' and libFuzzer's runtimes, llvm-symbolizer
 )

@@ -15,7 +15,9 @@ packages=(
   dataset-fashion-mnist # real data for the examples
   libcli11-dev          # command-line flags in the examples
   libbenchmark-dev      # W0 micro benchmarks (examples/benchmark/overhead.cpp)
-  libstb-dev            # PNG / JPEG decoding
+  libstb-dev            # image files: writing, and the formats the two below do not decode
+  libturbojpeg0-dev     # JPEG decoding, scaled in the DCT
+  libspng-dev           # PNG decoding
   zlib1g-dev            # gzip-compressed IDX files
   nlohmann-json3-dev    # JSON for bp::Config
 )

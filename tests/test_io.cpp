@@ -1,9 +1,13 @@
 // Readers and writers: round trips, and truncated or corrupt files of each format.
 #include "support.hpp"
 
+#include <stb/stb_image.h>
+#include <zlib.h>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 
 namespace fs = std::filesystem;
 
@@ -436,4 +440,242 @@ TEST_CASE("a pipeline starts from files and dumps items to files", "[io][images]
   }
   CHECK_THROWS_WITH(source.pipeline().load("npy").run({}),
                     test::contains("action 'load'") && test::contains("holds no files"));
+}
+
+namespace {
+
+/// A PNG written byte by byte (signature, IHDR, optional PLTE and tRNS, one IDAT, IEND), so that
+/// every colour type and depth can be made without an encoder that offers them all. `rows` are
+/// the raw scanlines without filter bytes (each gets filter 0).
+std::string raw_png(uint32_t width, uint32_t height, uint8_t depth, uint8_t color_type,
+                    const std::string& rows, const std::string& palette = "",
+                    const std::string& transparency = "") {
+  const auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  };
+  const auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    const auto crc = crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+    return be32(static_cast<uint32_t>(data.size())) + body + be32(static_cast<uint32_t>(crc));
+  };
+  const std::size_t row_bytes = rows.size() / height;
+  std::string filtered;
+  for (uint32_t y = 0; y < height; ++y) filtered += '\0' + rows.substr(y * row_bytes, row_bytes);
+  uLongf packed_size = compressBound(static_cast<uLong>(filtered.size()));
+  std::string packed(packed_size, '\0');
+  compress(reinterpret_cast<Bytef*>(packed.data()), &packed_size,
+           reinterpret_cast<const Bytef*>(filtered.data()), static_cast<uLong>(filtered.size()));
+  packed.resize(packed_size);
+  std::string png = "\x89PNG\r\n\x1a\n";
+  png += chunk("IHDR", be32(width) + be32(height) + std::string{char(depth), char(color_type), 0, 0, 0});
+  if (!palette.empty()) png += chunk("PLTE", palette);
+  if (!transparency.empty()) png += chunk("tRNS", transparency);
+  return png + chunk("IDAT", packed) + chunk("IEND", "");
+}
+
+/// stb's decode of `bytes` into `channels`, as [height, width, channels]: the reference.
+at::Tensor stb_decode(const std::string& bytes, int channels) {
+  int w = 0, h = 0, n = 0;
+  auto* pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                       static_cast<int>(bytes.size()), &w, &h, &n, channels);
+  REQUIRE(pixels);
+  auto tensor = torch::from_blob(pixels, {h, w, channels}, torch::kByte).clone();
+  stbi_image_free(pixels);
+  return tensor;
+}
+
+std::string random_bytes(std::size_t n, uint64_t seed) {
+  std::mt19937_64 random(seed);
+  std::string bytes(n, '\0');
+  for (auto& b : bytes) b = static_cast<char>(random() & 0xFF);
+  return bytes;
+}
+
+/// A smooth colour image [height, width, 3] (gradients and a disc): what a JPEG keeps well.
+at::Tensor smooth_image(int64_t height, int64_t width) {
+  auto y = torch::arange(height).view({height, 1, 1}).to(torch::kFloat) / height;
+  auto x = torch::arange(width).view({1, width, 1}).to(torch::kFloat) / width;
+  auto c = torch::tensor({0.2f, 0.5f, 0.9f}).view({1, 1, 3});
+  auto disc = (((y - 0.5).pow(2) + (x - 0.5).pow(2)) < 0.1).to(torch::kFloat);
+  return ((x * c + y * (1 - c)) * 160 + disc * 80).clamp(0, 255).to(torch::kByte);
+}
+
+}  // namespace
+
+TEST_CASE("PNGs of every colour type and depth decode to what stb decodes, in the channels asked for",
+          "[io][image]") {
+  Scratch scratch;
+  const uint32_t w = 5, h = 3;
+  struct Case {
+    std::string name;
+    std::string png;
+    int own;
+  };
+  const std::string palette = random_bytes(3 * 4, 1);
+  std::string indexes;
+  for (uint32_t i = 0; i < w * h; ++i) indexes += char(i % 4);
+  const std::vector<Case> cases{
+      {"grey 8", raw_png(w, h, 8, 0, random_bytes(w * h, 2)), 1},
+      {"grey 16", raw_png(w, h, 16, 0, random_bytes(w * h * 2, 3)), 1},
+      {"grey 4", raw_png(w, h, 4, 0, std::string(h * 3, '\x5a')), 1},
+      {"grey and alpha 8", raw_png(w, h, 8, 4, random_bytes(w * h * 2, 4)), 2},
+      {"grey and alpha 16", raw_png(w, h, 16, 4, random_bytes(w * h * 4, 5)), 2},
+      {"RGB 8", raw_png(w, h, 8, 2, random_bytes(w * h * 3, 6)), 3},
+      {"RGB 16", raw_png(w, h, 16, 2, random_bytes(w * h * 6, 7)), 3},
+      {"RGBA 8", raw_png(w, h, 8, 6, random_bytes(w * h * 4, 8)), 4},
+      {"RGBA 16", raw_png(w, h, 16, 6, random_bytes(w * h * 8, 9)), 4},
+      {"palette", raw_png(w, h, 8, 3, indexes, palette), 3},
+      {"palette and tRNS", raw_png(w, h, 8, 3, indexes, palette, "\x10\xff\x80"), 4},
+  };
+  for (const auto& [name, png, own] : cases) {
+    CAPTURE(name);
+    write_bytes(scratch / "image.png", png);
+    const auto decoded = bp::io::decode_image_file(scratch / "image.png");
+    CHECK(decoded.sizes() == std::vector<int64_t>{h, w, own});
+    for (int channels : {1, 3, 4}) {
+      CAPTURE(channels);
+      const auto mine = bp::io::decode_image_file(scratch / "image.png", {.channels = channels});
+      const auto reference = stb_decode(png, channels);
+      // stb's grey from colour is (77 r + 150 g + 29 b) >> 8, PIL's (and batchpipe's) rounds the
+      // ITU-R 601 weights: they differ by at most one step.
+      const bool luma = channels == 1 && own >= 3;
+      CHECK((mine.to(torch::kInt) - reference.to(torch::kInt)).abs().max().item<int>() <= (luma ? 1 : 0));
+    }
+    CHECK(torch::equal(bp::io::read_image(scratch / "image.png"), decoded.permute({2, 0, 1})));
+  }
+}
+
+TEST_CASE(
+    "JPEGs decode with libjpeg-turbo close to stb, and at a reduced DCT scale when a smaller image is enough",
+    "[io][image]") {
+  Scratch scratch;
+  const auto image = smooth_image(96, 128);
+  bp::io::write_image(scratch / "photo.jpg", image.permute({2, 0, 1}));
+  const auto bytes = bytes_of(scratch / "photo.jpg");
+  const auto full = bp::io::decode_image_file(scratch / "photo.jpg");
+  REQUIRE(full.sizes() == std::vector<int64_t>{96, 128, 3});
+  const auto difference = (full.to(torch::kFloat) - stb_decode(bytes, 3).to(torch::kFloat)).abs();
+  CHECK(difference.mean().item<float>() < 1.0f);
+  CHECK((full.to(torch::kFloat) - image.to(torch::kFloat)).abs().mean().item<float>() < 3.0f);
+  // At least 30 x 20: a quarter (32 x 24) is the smallest scale that gives it.
+  const auto quarter = bp::io::decode_image_file(scratch / "photo.jpg", {.min_width = 30, .min_height = 20});
+  CHECK(quarter.sizes() == std::vector<int64_t>{24, 32, 3});
+  // Scaled in the DCT, it is close to the full decode averaged over 4 x 4 blocks.
+  const auto averaged =
+      at::avg_pool2d(full.permute({2, 0, 1}).to(torch::kFloat).unsqueeze(0), 4).squeeze(0).permute({1, 2, 0});
+  CHECK((quarter.to(torch::kFloat) - averaged).abs().mean().item<float>() < 2.0f);
+  CHECK(bp::io::decode_image_file(scratch / "photo.jpg", {.min_width = 200}).sizes()[1] ==
+        128);  // never enlarged
+  CHECK(bp::io::decode_image_file(scratch / "photo.jpg", {.channels = 1}).sizes() ==
+        std::vector<int64_t>{96, 128, 1});
+  CHECK(bp::io::decode_image_file(scratch / "photo.jpg", {.channels = 4})
+            .select(2, 3)
+            .eq(255)
+            .all()
+            .item<bool>());
+}
+
+TEST_CASE("a bad image file is a FileError naming it", "[io][image]") {
+  Scratch scratch;
+  bp::io::write_image(scratch / "photo.jpg", smooth_image(64, 64).permute({2, 0, 1}));
+  const auto jpeg = bytes_of(scratch / "photo.jpg");
+  const auto expect_error = [&](const std::string& name, const std::string& bytes,
+                                const std::string& message) {
+    CAPTURE(name);
+    write_bytes(scratch / name, bytes);
+    CHECK_THROWS_WITH(bp::io::decode_image_file(scratch / name), test::contains(name + ": " + message));
+    CHECK_THROWS_AS(bp::io::read_image(scratch / name), bp::FileError);
+  };
+  expect_error("truncated.jpg", jpeg.substr(0, jpeg.size() / 2),
+               "cannot decode image: a corrupt or truncated JPEG");
+  expect_error("empty.jpg", "", "cannot decode image: the file is empty");
+  expect_error("text.jpg", "this is not an image\n", "cannot decode image");
+  std::string corrupt = jpeg;
+  for (std::size_t i = corrupt.size() / 2; i < corrupt.size() / 2 + 64; ++i) corrupt[i] = '\xFF';
+  expect_error("corrupt.jpg", corrupt, "cannot decode image");
+  // Headers announcing 65,000 x 65,000 pixels (JPEG's most) and 100,000 x 100,000 in a few bytes.
+  std::string huge_jpeg = jpeg;
+  const auto frame = huge_jpeg.find("\xFF\xC0");  // SOF0: length, precision, height, width
+  REQUIRE(frame != std::string::npos);
+  huge_jpeg.replace(frame + 5, 4, std::string("\xFD\xE8\xFD\xE8", 4));
+  expect_error("huge.jpg", huge_jpeg, "cannot decode image: its header announces 65000x65000 pixels");
+  expect_error("huge.png", raw_png(100000, 100000, 8, 2, std::string(3, '\0')),
+               "cannot decode image: its header announces 100000x100000 pixels");
+  CHECK_THROWS_WITH(bp::io::decode_image_file(scratch / "gone.jpg"),
+                    test::contains("gone.jpg: no such file"));
+  CHECK_THROWS_WITH(bp::io::decode_image_file(scratch.folder), test::contains("not a regular file"));
+  CHECK_THROWS_WITH(bp::io::decode_image_file(scratch / "photo.jpg", {.channels = 2}),
+                    test::contains("photo.jpg: cannot decode image into 2 channels"));
+}
+
+TEST_CASE("an ImageFolder reads class folders: sorted classes, case-blind extensions, hidden files skipped",
+          "[io][image_folder]") {
+  Scratch scratch;
+  const auto root = scratch / "train";
+  const auto pixel = torch::zeros({3, 2, 2}, torch::kByte);
+  for (const auto* file : {"dog/b.png", "dog/A.PNG", "cat/x.jpg", "cat/nested/y.png", "cat/.hidden.png",
+                           "cat/.cache/z.png", "cat/notes.txt", "bird/1.JPEG"}) {
+    fs::create_directories((root / file).parent_path());
+    if (fs::path(file).extension() == ".txt") {
+      write_bytes(root / file, "a note");
+    } else {
+      write_bytes(root / file, "placeholder");
+    }
+  }
+  fs::create_directories(root / ".git");
+  const auto folder = bp::ImageFolder::from_folder(root);
+  CHECK(folder.classes == std::vector<std::string>{"bird", "cat", "dog"});
+  std::vector<std::string> ids;
+  for (const auto& id : folder.index.ids()) ids.push_back(id.string());
+  CHECK(ids ==
+        std::vector<std::string>{"bird/1.JPEG", "cat/nested/y.png", "cat/x.jpg", "dog/A.PNG", "dog/b.png"});
+  CHECK(torch::equal(folder.labels, torch::tensor({0, 1, 1, 2, 2}, torch::kLong)));
+  CHECK(folder.index.path(2) == root / "cat/x.jpg");
+  const auto dataset = folder.dataset();
+  CHECK(dataset.size() == 5);
+  CHECK(torch::equal(dataset.data().at("labels"), folder.labels));
+
+  fs::create_directories(root / "empty");
+  CHECK_THROWS_WITH(bp::ImageFolder::from_folder(root),
+                    test::contains("empty: class folder holds no images"));
+  fs::remove(root / "empty");
+  CHECK_THROWS_WITH(bp::ImageFolder::from_folder(root / "cat/nested"),
+                    test::contains("holds no class folders"));
+  CHECK_THROWS_WITH(bp::ImageFolder::from_folder(scratch / "nowhere"),
+                    test::contains("nowhere: not a folder"));
+  CHECK(bp::ImageFolder::from_folder(root, {.extensions = {".png", ".jpeg"}}).index.size() == 4);
+  CHECK_THROWS_WITH(bp::ImageFolder::from_folder(root, {.extensions = {".png"}}),
+                    test::contains("bird: class folder holds no images (extensions .png)"));
+}
+
+TEST_CASE("an ImageFolder reads a list file: paths beside the list, class names or numbers as labels",
+          "[io][image_folder]") {
+  Scratch scratch;
+  fs::create_directories(scratch / "data/images");
+  for (const auto* file : {"a.png", "b.png", "c.png"}) write_bytes(scratch / "data/images" / file, "x");
+  write_bytes(scratch / "data/list.csv",
+              "path,label\nimages/a.png,zebra\n\"images/b.png\",ant\nimages/c.png,zebra\n");
+  const auto named = bp::ImageFolder::from_list(scratch / "data/list.csv");
+  CHECK(named.classes == std::vector<std::string>{"ant", "zebra"});
+  CHECK(torch::equal(named.labels, torch::tensor({1, 0, 1}, torch::kLong)));
+  CHECK(named.index.id(1).string() == "images/b.png");
+  CHECK(named.index.path(1) == scratch / "data/images/b.png");
+
+  write_bytes(scratch / "data/numbers.csv", "images/a.png,2\nimages/b.png,0\n");
+  const auto numbered = bp::ImageFolder::from_list(scratch / "data/numbers.csv");
+  CHECK(numbered.classes == std::vector<std::string>{"0", "1", "2"});
+  CHECK(torch::equal(numbered.labels, torch::tensor({2, 0}, torch::kLong)));
+
+  write_bytes(scratch / "data/missing.csv", "images/a.png,1\nimages/gone.png,1\n");
+  CHECK_THROWS_WITH(
+      bp::ImageFolder::from_list(scratch / "data/missing.csv"),
+      test::contains("gone.png: named by ") && test::contains("missing.csv line 2, does not exist"));
+  write_bytes(scratch / "data/short.csv", "images/a.png\n");
+  CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "data/short.csv"),
+                    test::contains("short.csv: line 1: a row is a path and a label, found 1 field(s)"));
+  write_bytes(scratch / "data/twice.csv", "images/a.png,1\nimages/a.png,2\n");
+  CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "data/twice.csv"),
+                    test::contains("twice.csv: Index: duplicate id 'images/a.png'"));
+  CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "data/none.csv"),
+                    test::contains("none.csv: no such file"));
 }

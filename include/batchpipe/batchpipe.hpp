@@ -45,6 +45,7 @@
 #include <batchpipe/core/run_options.hpp>
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/fwd.hpp>
+#include <batchpipe/images/image_folder.hpp>
 #include <batchpipe/images/images_batch.hpp>
 #include <batchpipe/io.hpp>
 #include <batchpipe/training/checkpoint.hpp>

@@ -165,6 +165,16 @@ class Index {
       }
       ids.emplace_back(std::move(name));
     }
+    return from_files(std::move(ids), std::move(paths));
+  }
+
+  /// A files index with the given ids (unique; an Error names a repeated one), the item with
+  /// ids[i] in the file paths[i]: ids that say more than a file name ("cat/001.jpg").
+  static Index from_files(std::vector<Id> ids, std::vector<std::filesystem::path> paths) {
+    if (ids.size() != paths.size()) {
+      throw Error("files index: " + std::to_string(ids.size()) + " ids for " + std::to_string(paths.size()) +
+                  " files");
+    }
     Index index(std::move(ids));
     index.mutable_source().paths = std::move(paths);
     return index;

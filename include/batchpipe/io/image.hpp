@@ -1,16 +1,19 @@
 #pragma once
 /// @file io/image.hpp
-/// @brief PNG / JPEG / BMP / ... image files, decoded with stb (Debian's libstb-dev) into uint8
-/// tensors [channels, height, width]; batches of files are decoded in parallel.
+/// @brief Image files: JPEG (libjpeg-turbo, scaled in the DCT on request), PNG (libspng) and
+/// every other format stb knows, each file read once and decoded from memory into uint8 tensors
+/// ([height, width, channels] from decode_image, [channels, height, width] from read_image);
+/// batches of files are decoded in parallel. Written with stb.
 
 #include <batchpipe/core/error.hpp>
 #include <batchpipe/detail/strings.hpp>
+#include <batchpipe/io/detail/file_bytes.hpp>
+#include <batchpipe/io/detail/image_decoders.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <oneapi/tbb/parallel_for.h>
-#include <stb/stb_image.h>
 #include <stb/stb_image_write.h>
 
 #include <array>
@@ -18,85 +21,59 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
-#include <fstream>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 namespace batchpipe::io {
 
-namespace detail {
+/// @brief How an image is decoded (decode_image, decode_image_file).
+struct ImageDecodeOptions {
+  /// The channels of the result: 1 (grey), 3 (RGB) or 4 (RGBA), converted from what the file
+  /// holds; 0 keeps the file's own (2 for grey and alpha).
+  int channels = 0;
+  /// JPEG: decode at the smallest of libjpeg-turbo's DCT scales (1/8, 1/4, 3/8, ... 1) that still
+  /// gives at least this many columns and rows: when a 4000 px photograph will be resized to 224,
+  /// most of its decoding is skipped. 0: full size. Other formats decode at full size.
+  int64_t min_width = 0, min_height = 0;
+};
 
-/// The most pixel bytes an image file of `file_size` bytes can hold, with room to spare: stb's
-/// formats compress at most about 11000 to 1 (GIF's LZW: up to 4093 pixels per 12-bit code,
-/// decoded to 4 bytes each; deflate in PNG: 1032 to 1; JPEG: about 1000; run lengths: 128).
-constexpr std::uint64_t image_decoded_limit(std::uint64_t file_size) { return (file_size + 1) * 16384; }
-
-/// An image whose header announces more pixels than its file can hold is an error before stb
-/// allocates them: a 50-byte header may announce gigabytes.
-inline void check_image_size(const std::filesystem::path& path, int width, int height, int channels) {
-  const auto file_size = std::filesystem::file_size(path);
-  const auto bytes = static_cast<std::uint64_t>(width) * static_cast<std::uint64_t>(height) *
-                     static_cast<std::uint64_t>(channels);
-  if (bytes > image_decoded_limit(file_size)) {
-    throw FileError(path, "cannot decode image: its header announces " + std::to_string(width) + "x" +
-                              std::to_string(height) + " pixels, more than a file of " +
-                              std::to_string(file_size) + " bytes can hold");
+/// @brief Decodes an image held in memory (`name` says which file in errors) into a uint8
+/// tensor [height, width, channels]: JPEG with libjpeg-turbo, PNG with libspng, every other
+/// format stb knows with stb. A corrupt, truncated or empty file, a header announcing more
+/// pixels than the bytes can hold, a CMYK JPEG: a FileError naming `name`.
+inline at::Tensor decode_image(std::span<const std::uint8_t> bytes, const std::filesystem::path& name,
+                               const ImageDecodeOptions& options = {}) {
+  const int channels = options.channels;
+  // stb asserts on a count outside 0 to 4 (a crash, not an error); 2 (grey and alpha) is none of
+  // the conversions offered.
+  if (channels != 0 && channels != 1 && channels != 3 && channels != 4) {
+    throw FileError(name, "cannot decode image into " + std::to_string(channels) +
+                              " channels: the count must be 1, 3 or 4 (0 keeps the file's own)");
   }
+  if (bytes.empty()) throw FileError(name, "cannot decode image: the file is empty");
+#if BATCHPIPE_HAS_TURBOJPEG
+  if (detail::is_jpeg(bytes))
+    return detail::decode_jpeg(bytes, name, channels, options.min_width, options.min_height);
+#endif
+#if BATCHPIPE_HAS_SPNG
+  if (detail::is_png(bytes)) return detail::decode_png(bytes, name, channels);
+#endif
+  return detail::decode_with_stb(bytes, name, channels);
 }
 
-/// stb grows its PNG buffer to each chunk's announced length before it reads the chunk, so a
-/// PNG file's chunks are walked first: none may announce more bytes than the file has left.
-inline void check_png_chunks(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::array<unsigned char, 8> signature{};
-  if (!in.read(reinterpret_cast<char*>(signature.data()), 8) ||
-      std::memcmp(signature.data(), "\x89PNG\r\n\x1a\n", 8) != 0) {
-    return;  // not a PNG file
-  }
-  const auto file_size = std::filesystem::file_size(path);
-  std::uint64_t offset = 8;
-  std::array<unsigned char, 8> header{};  // length (big-endian) and type
-  while (in.read(reinterpret_cast<char*>(header.data()), 8)) {
-    const std::uint64_t length =
-        (std::uint64_t{header[0]} << 24) | (header[1] << 16) | (header[2] << 8) | header[3];
-    offset += 8;
-    if (length + 4 > file_size - offset) {  // the data and its CRC
-      throw FileError(path, "cannot decode image: a PNG chunk announces " + std::to_string(length) +
-                                " bytes, the file has " + std::to_string(file_size - offset) + " left");
-    }
-    offset += length + 4;
-    in.seekg(static_cast<std::streamoff>(offset));
-  }
+/// @brief Reads an image file once and decodes it (decode_image) into [height, width, channels].
+inline at::Tensor decode_image_file(const std::filesystem::path& path,
+                                    const ImageDecodeOptions& options = {}) {
+  const auto bytes = detail::read_file_bytes(path);
+  return decode_image(bytes, path, options);
 }
-
-}  // namespace detail
 
 /// @brief Decodes one image file into a uint8 tensor [channels, height, width]. `channels` 0
 /// keeps the file's own; 1, 3 or 4 converts; any other count is an error.
 inline at::Tensor read_image(const std::filesystem::path& path, int channels = 0) {
-  // stb asserts on a count outside 0 to 4 (a crash, not an error); 2 (gray and alpha) is none of
-  // the conversions this reader offers.
-  if (channels != 0 && channels != 1 && channels != 3 && channels != 4) {
-    throw FileError(path, "cannot decode image into " + std::to_string(channels) +
-                              " channels: the count must be 1, 3 or 4 (0 keeps the file's own)");
-  }
-  if (!std::filesystem::exists(path)) throw FileError(path, "no such file");
-  int width = 0, height = 0, in_file = 0;
-  if (!stbi_info(path.c_str(), &width, &height, &in_file)) {
-    throw FileError(path, std::string("cannot decode image: ") + stbi_failure_reason());
-  }
-  detail::check_image_size(path, width, height, channels ? channels : in_file);
-  detail::check_png_chunks(path);
-  std::unique_ptr<unsigned char, void (*)(void*)> pixels(
-      stbi_load(path.c_str(), &width, &height, &in_file, channels), stbi_image_free);
-  if (!pixels) throw FileError(path, std::string("cannot decode image: ") + stbi_failure_reason());
-  const int c = channels ? channels : in_file;
-  // clone, not contiguous(): with one channel the permuted view is already contiguous and would
-  // keep pointing into stb's buffer, freed on return.
-  return at::from_blob(pixels.get(), {height, width, c}, at::kByte)
-      .permute({2, 0, 1})
-      .clone(at::MemoryFormat::Contiguous);
+  return decode_image_file(path, {.channels = channels}).permute({2, 0, 1}).contiguous();
 }
 
 /// @brief Decodes many image files in parallel (on the current oneTBB arena) and stacks them
