@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what batchpipe's build, tests and examples need on Debian 12 (run as root);
-# `--ci` adds what CI needs besides.
+# `--ci` adds what CI needs besides, `--benchmarks` what the image benchmark (W3) needs.
 # Safe to repeat: packages already present are skipped, and apt is asked only when one is missing.
 set -euo pipefail
 
@@ -24,6 +24,10 @@ packages=(
 # What CI needs beyond the build: the API reference, and the Debian 13 root (scripts/debian13.sh).
 if [ "${1:-}" = "--ci" ]; then
   packages+=(doxygen debootstrap clang-format git)
+fi
+# W3's photographs and the script that cuts them (scripts/make-w3-folder.py), and the Python peers.
+if [ "${1:-}" = "--benchmarks" ]; then
+  packages+=(plasma-workspace-wallpapers python3-pil python3-torchvision)
 fi
 
 missing=()

@@ -2,7 +2,10 @@
 #include "support.hpp"
 
 #include <stb/stb_image.h>
+#include <stb/stb_image_write.h>
 #include <zlib.h>
+
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
@@ -678,4 +681,61 @@ TEST_CASE("an ImageFolder reads a list file: paths beside the list, class names 
                     test::contains("twice.csv: Index: duplicate id 'images/a.png'"));
   CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "data/none.csv"),
                     test::contains("none.csv: no such file"));
+}
+
+TEST_CASE(
+    "image files that once went wrong: FIFOs, top-down BMPs, 16-bit PNMs, bilevel PNGs, grey from colour",
+    "[io][image]") {
+  Scratch scratch;
+  // A FIFO named like an image: refused at once (opening it for reading used to wait for a writer).
+  REQUIRE(::mkfifo((scratch / "fifo.jpg").c_str(), 0600) == 0);
+  CHECK_THROWS_WITH(bp::io::decode_image_file(scratch / "fifo.jpg"),
+                    test::contains("fifo.jpg: not a regular file"));
+  // A top-down BMP (negative height): the rows in file order.
+  const auto image = torch::randint(0, 255, {3, 5, 4}).to(torch::kByte);
+  bp::io::write_image(scratch / "up.png", image);
+  const auto rgb = image.permute({1, 2, 0}).contiguous();
+  REQUIRE(stbi_write_bmp((scratch / "bottom-up.bmp").c_str(), 4, 5, 3, rgb.data_ptr()));
+  auto bmp = bytes_of(scratch / "bottom-up.bmp");
+  const int32_t height = -5;
+  bmp.replace(22, 4, std::string(reinterpret_cast<const char*>(&height), 4));
+  write_bytes(scratch / "top-down.bmp", bmp);
+  CHECK(torch::equal(bp::io::decode_image_file(scratch / "bottom-up.bmp"), rgb));
+  CHECK(torch::equal(bp::io::decode_image_file(scratch / "top-down.bmp"), rgb.flip(0)));
+  // stb reads 16-bit PNM samples in the wrong byte order: refused rather than wrong.
+  write_bytes(scratch / "deep.pgm", "P5\n2 2\n65535\n" + std::string(8, '\x12'));
+  CHECK_THROWS_WITH(bp::io::decode_image_file(scratch / "deep.pgm"),
+                    test::contains("deep.pgm: cannot decode image: a 16-bit PNM"));
+  // A bilevel 8000 x 8000 page in a few kilobytes: one byte per pixel is what it can hold.
+  write_bytes(scratch / "page.png", raw_png(8000, 8000, 1, 0, std::string(8000 * 1000, '\xff')));
+  const auto page = bp::io::decode_image_file(scratch / "page.png");
+  CHECK(page.sizes() == std::vector<int64_t>{8000, 8000, 1});
+  CHECK(page.min().item<int>() == 255);
+  // Grey from a colour JPEG or BMP is the luma of its RGB pixels, rounded as PIL's "L" is.
+  bp::io::write_image(scratch / "photo.jpg", smooth_image(32, 48).permute({2, 0, 1}));
+  REQUIRE(stbi_write_bmp((scratch / "colour.bmp").c_str(), 4, 5, 3, rgb.data_ptr()));
+  for (const auto* name : {"photo.jpg", "colour.bmp"}) {
+    CAPTURE(name);
+    const auto colour = bp::io::decode_image_file(scratch / name, {.channels = 3}).to(torch::kLong);
+    const auto luma =
+        (colour.select(2, 0) * 19595 + colour.select(2, 1) * 38470 + colour.select(2, 2) * 7471 + 0x8000)
+            .floor_divide(65536);
+    CHECK(torch::equal(
+        bp::io::decode_image_file(scratch / name, {.channels = 1}).select(2, 0).to(torch::kLong), luma));
+  }
+}
+
+TEST_CASE("an ImageFolder's list file: one spelling per file, bounded class numbers, a folder is no list",
+          "[io][image_folder]") {
+  Scratch scratch;
+  fs::create_directories(scratch / "img");
+  write_bytes(scratch / "img/a.jpg", "x");
+  write_bytes(scratch / "twice.csv", "img/a.jpg,cat\n./img/a.jpg,dog\n");
+  CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "twice.csv"),
+                    test::contains("twice.csv: Index: duplicate id 'img/a.jpg'"));
+  write_bytes(scratch / "huge_label.csv", "img/a.jpg,2147483647\n");
+  CHECK_THROWS_WITH(
+      bp::ImageFolder::from_list(scratch / "huge_label.csv"),
+      test::contains("huge_label.csv: the label 2147483647 would make more than 1048576 classes"));
+  CHECK_THROWS_WITH(bp::ImageFolder::from_list(scratch / "img"), test::contains("img: not a regular file"));
 }

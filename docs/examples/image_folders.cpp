@@ -25,8 +25,7 @@ int main() {
     const fs::path file = root / "train" / names[label] / (std::to_string(i) + ".png");
     fs::create_directories(file.parent_path());
     bp::io::write_image(file, images[i].unsqueeze(0));  // [1, 28, 28]: one grey channel
-    list << "train/" << names[label] << '/' << i << ".png," << names[label]
-                                                   << '\n';
+    list << "train/" << names[label] << '/' << i << ".png," << names[label] << '\n';
     ++written;
   }
   list.close();

@@ -10,6 +10,8 @@
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/images/images_batch.hpp>
 #include <batchpipe/io/csv.hpp>
+#include <batchpipe/io/detail/file_bytes.hpp>
+#include <batchpipe/io/detail/image_decoders.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -17,10 +19,9 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstring>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -30,7 +31,8 @@ namespace batchpipe {
 /// @brief Which files an ImageFolder takes.
 struct ImageFolderOptions {
   /// The extensions of the image files, compared without regard to case (".JPG" is ".jpg").
-  std::vector<std::string> extensions{".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tga", ".ppm", ".pgm", ".pnm"};
+  std::vector<std::string> extensions{".jpg", ".jpeg", ".png", ".bmp", ".gif",
+                                      ".tga", ".ppm",  ".pgm", ".pnm"};
 };
 
 /// @brief A labelled set of image files: an Index whose ids are the files' paths relative to
@@ -62,8 +64,9 @@ struct ImageFolder {
   /// The images a list file names: a CSV of path and label (a first row `path,label` is a header
   /// and skipped), paths relative to the list's folder. Labels are class names, sorted into
   /// `classes`, or, when every label is a whole number, the labels themselves (classes "0" to
-  /// the largest). A file that does not exist, a row without two fields: a FileError naming the
-  /// list and the line.
+  /// the largest, at most 2^20). Paths are compared in one spelling ("./a.jpg" is "a.jpg"): a
+  /// file listed twice is an error. A file that does not exist, a row without two fields: a
+  /// FileError naming the list and the line.
   static ImageFolder from_list(const std::filesystem::path& list);
 };
 
@@ -89,14 +92,23 @@ inline bool is_hidden(const std::filesystem::path& relative) {
 }
 
 /// The labels of a list file as class indexes: whole numbers as they are, else the names sorted.
-inline std::vector<int64_t> class_labels(const std::vector<std::string>& names, std::vector<std::string>& classes) {
+inline std::vector<int64_t> class_labels(const std::vector<std::string>& names,
+                                         std::vector<std::string>& classes) {
   std::vector<int64_t> labels(names.size());
   bool numbers = true;
   for (std::size_t i = 0; i < names.size() && numbers; ++i) {
     const auto& name = names[i];
     const auto end = name.data() + name.size();
     auto [stop, error] = std::from_chars(name.data(), end, labels[i]);
-    numbers = error == std::errc() && stop == end && labels[i] >= 0 && labels[i] < (int64_t{1} << 31);
+    numbers = error == std::errc() && stop == end && labels[i] >= 0;
+  }
+  // Numbers name as many classes as the largest says: a bound keeps a stray 2147483647 from
+  // making two billion class names (ImageNet-21k has 21,841 classes).
+  constexpr int64_t most_classes = 1 << 20;
+  if (numbers && !names.empty() && *std::max_element(labels.begin(), labels.end()) >= most_classes) {
+    throw Error("the label " + std::to_string(*std::max_element(labels.begin(), labels.end())) +
+                " would make more than " + std::to_string(most_classes) +
+                " classes; give the classes names, or numbers from 0");
   }
   if (numbers) {
     const int64_t count = names.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
@@ -115,25 +127,30 @@ inline std::vector<int64_t> class_labels(const std::vector<std::string>& names, 
 
 inline at::Tensor labels_tensor(const std::vector<int64_t>& labels) {
   at::Tensor tensor = at::empty({static_cast<int64_t>(labels.size())}, at::kLong);
-  if (!labels.empty()) std::memcpy(tensor.data_ptr<int64_t>(), labels.data(), labels.size() * sizeof(int64_t));
+  if (!labels.empty())
+    std::memcpy(tensor.data_ptr<int64_t>(), labels.data(), labels.size() * sizeof(int64_t));
   return tensor;
 }
 
 }  // namespace detail
 
-inline ImageFolder ImageFolder::from_folder(const std::filesystem::path& folder, const ImageFolderOptions& options) {
+inline ImageFolder ImageFolder::from_folder(const std::filesystem::path& folder,
+                                            const ImageFolderOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (!fs::is_directory(folder, ec)) throw FileError(folder, "not a folder (an image folder holds class folders)");
+  if (!fs::is_directory(folder, ec))
+    throw FileError(folder, "not a folder (an image folder holds class folders)");
   std::vector<fs::path> class_folders;
   detail::for_each_entry<fs::directory_iterator>(folder, [&](const fs::directory_entry& entry) {
     std::error_code entry_ec;
-    if (!detail::is_hidden(entry.path().filename()) && entry.is_directory(entry_ec)) class_folders.push_back(entry.path());
+    if (!detail::is_hidden(entry.path().filename()) && entry.is_directory(entry_ec))
+      class_folders.push_back(entry.path());
   });
   std::sort(class_folders.begin(), class_folders.end());
   if (class_folders.empty()) {
-    throw FileError(folder, "holds no class folders (an image folder holds one folder per class: "
-                            "<folder>/<class>/<image>)");
+    throw FileError(folder,
+                    "holds no class folders (an image folder holds one folder per class: "
+                    "<folder>/<class>/<image>)");
   }
   ImageFolder result;
   std::vector<Id> ids;
@@ -141,15 +158,17 @@ inline ImageFolder ImageFolder::from_folder(const std::filesystem::path& folder,
   std::vector<int64_t> labels;
   for (const auto& class_folder : class_folders) {
     std::vector<fs::path> found;
-    detail::for_each_entry<fs::recursive_directory_iterator>(class_folder, [&](const fs::directory_entry& entry) {
-      const fs::path relative = entry.path().lexically_relative(folder);
-      if (!detail::is_hidden(relative) && detail::has_extension(relative, options.extensions) && detail::is_file(entry))
-        found.push_back(entry.path());
-    });
+    detail::for_each_entry<fs::recursive_directory_iterator>(
+        class_folder, [&](const fs::directory_entry& entry) {
+          const fs::path relative = entry.path().lexically_relative(folder);
+          if (!detail::is_hidden(relative) && detail::has_extension(relative, options.extensions) &&
+              detail::is_file(entry))
+            found.push_back(entry.path());
+        });
     if (found.empty()) {
       throw FileError(class_folder, "class folder holds no images (extensions " +
-                                        batchpipe::detail::join_names(options.extensions,
-                                                                      [](const std::string& e) { return e; }) +
+                                        batchpipe::detail::join_names(
+                                            options.extensions, [](const std::string& e) { return e; }) +
                                         ")");
     }
     std::sort(found.begin(), found.end());
@@ -167,9 +186,8 @@ inline ImageFolder ImageFolder::from_folder(const std::filesystem::path& folder,
 
 inline ImageFolder ImageFolder::from_list(const std::filesystem::path& list) {
   namespace fs = std::filesystem;
-  std::ifstream in(list, std::ios::binary);
-  if (!in) throw FileError(list, fs::exists(list) ? "cannot open the list file" : "no such file");
-  std::string text{std::istreambuf_iterator<char>(in), {}};
+  const auto bytes = io::detail::read_file_bytes(list, io::detail::image_file_limit);
+  std::string text(bytes.begin(), bytes.end());
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
   io::detail::CsvRecords records(text, ',');
   const fs::path base = list.parent_path();
@@ -179,10 +197,12 @@ inline ImageFolder ImageFolder::from_list(const std::filesystem::path& list) {
   std::vector<std::string> fields;
   while (records.next(fields, list)) {
     const std::string line = "line " + std::to_string(records.line());
-    if (ids.empty() && names.empty() && fields.size() == 2 && fields[0] == "path" && fields[1] == "label") continue;
+    if (ids.empty() && names.empty() && fields.size() == 2 && fields[0] == "path" && fields[1] == "label")
+      continue;
     if (fields.size() != 2 || fields[0].empty() || fields[1].empty()) {
-      throw FileError(list, line + ": a row is a path and a label, found " + std::to_string(fields.size()) +
-                                " field(s): " + batchpipe::detail::printable(fields.empty() ? "" : fields[0]));
+      throw FileError(list,
+                      line + ": a row is a path and a label, found " + std::to_string(fields.size()) +
+                          " field(s): " + batchpipe::detail::printable(fields.empty() ? "" : fields[0]));
     }
     fs::path path = base / fs::path(fields[0]);
     std::error_code ec;
@@ -190,13 +210,18 @@ inline ImageFolder ImageFolder::from_list(const std::filesystem::path& list) {
       throw FileError(path, "named by " + list.string() + " " + line + ", " +
                                 (fs::exists(path, ec) ? "is not a regular file" : "does not exist"));
     }
-    ids.emplace_back(fields[0]);
+    // One spelling per file ("./a.jpg" is "a.jpg"), so a file listed twice is found.
+    ids.emplace_back(fs::path(fields[0]).lexically_normal().generic_string());
     paths.push_back(std::move(path));
     names.push_back(fields[1]);
   }
   if (ids.empty()) throw FileError(list, "the list names no images");
   ImageFolder result;
-  result.labels = detail::labels_tensor(detail::class_labels(names, result.classes));
+  try {
+    result.labels = detail::labels_tensor(detail::class_labels(names, result.classes));
+  } catch (const Error& e) {
+    throw FileError(list, e.what());
+  }
   try {
     result.index = Index::from_files(std::move(ids), std::move(paths));
   } catch (const Error& e) {  // a file listed twice

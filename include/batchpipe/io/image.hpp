@@ -33,9 +33,9 @@ struct ImageDecodeOptions {
   /// The channels of the result: 1 (grey), 3 (RGB) or 4 (RGBA), converted from what the file
   /// holds; 0 keeps the file's own (2 for grey and alpha).
   int channels = 0;
-  /// JPEG: decode at the smallest of libjpeg-turbo's DCT scales (1/8, 1/4, 3/8, ... 1) that still
-  /// gives at least this many columns and rows: when a 4000 px photograph will be resized to 224,
-  /// most of its decoding is skipped. 0: full size. Other formats decode at full size.
+  /// JPEG: decode at the smallest of libjpeg-turbo's fast DCT scales (1/8, 1/4, 1/2, 1) that
+  /// still gives at least this many columns and rows: when a 4000 px photograph will be resized
+  /// to 224, most of its decoding is skipped. 0: full size. Other formats decode at full size.
   int64_t min_width = 0, min_height = 0;
 };
 
@@ -64,9 +64,11 @@ inline at::Tensor decode_image(std::span<const std::uint8_t> bytes, const std::f
 }
 
 /// @brief Reads an image file once and decodes it (decode_image) into [height, width, channels].
+/// A file over 1 GiB is refused (detail::image_file_limit): no photograph is that large, and a
+/// sparse file or a device would otherwise be read into memory whole.
 inline at::Tensor decode_image_file(const std::filesystem::path& path,
                                     const ImageDecodeOptions& options = {}) {
-  const auto bytes = detail::read_file_bytes(path);
+  const auto bytes = detail::read_file_bytes(path, detail::image_file_limit);
   return decode_image(bytes, path, options);
 }
 

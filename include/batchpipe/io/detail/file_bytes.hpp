@@ -17,11 +17,14 @@
 
 namespace batchpipe::io::detail {
 
-/// The whole of the regular file `path`. A missing file (one that went away since the index was
-/// made, say), a folder, a file that cannot be read or that shrinks while it is read: a FileError
-/// naming it. The size is taken from the open file, so a file replaced meanwhile is read whole.
-inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+/// The whole of the regular file `path`, at most `limit` bytes. A missing file (one that went
+/// away since the index was made, say), a folder, a FIFO or device, a file over the limit, one
+/// that cannot be read or that shrinks while it is read: a FileError naming it. The size is taken
+/// from the open file, so a file replaced meanwhile is read whole.
+inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& path, std::uint64_t limit) {
+  // O_NONBLOCK: opening a FIFO without a writer would block for ever; it is refused below, and
+  // the flag changes nothing for a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int error = errno;
     throw FileError(path, error == ENOENT ? std::string("no such file")
@@ -34,6 +37,10 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& pa
   struct stat info {};
   if (::fstat(fd, &info) != 0) throw FileError(path, "cannot read: " + std::string(std::strerror(errno)));
   if (!S_ISREG(info.st_mode)) throw FileError(path, "not a regular file");
+  if (static_cast<std::uint64_t>(info.st_size) > limit) {
+    throw FileError(path, "the file has " + std::to_string(info.st_size) + " bytes, over the limit of " +
+                              std::to_string(limit));
+  }
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(info.st_size));
   std::size_t done = 0;
   while (done < bytes.size()) {
