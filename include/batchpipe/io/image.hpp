@@ -36,7 +36,9 @@ struct ImageDecodeOptions {
   /// JPEG: decode at the smallest of libjpeg-turbo's fast DCT scales (1/8, 1/4, 1/2, 1) that
   /// still gives at least this many columns and rows: when a 4000 px photograph will be resized
   /// to 224, most of its decoding is skipped. 0: full size. Other formats decode at full size.
-  int64_t min_width = 0, min_height = 0;
+  int64_t min_width = 0;
+  /// JPEG: at least this many rows (as min_width).
+  int64_t min_height = 0;
 };
 
 /// @brief Decodes an image held in memory (`name` says which file in errors) into a uint8
