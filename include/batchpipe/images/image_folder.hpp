@@ -11,7 +11,6 @@
 #include <batchpipe/images/images_batch.hpp>
 #include <batchpipe/io/csv.hpp>
 #include <batchpipe/io/detail/file_bytes.hpp>
-#include <batchpipe/io/detail/image_decoders.hpp>
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -102,17 +101,16 @@ inline std::vector<int64_t> class_labels(const std::vector<std::string>& names,
     auto [stop, error] = std::from_chars(name.data(), end, labels[i]);
     numbers = error == std::errc() && stop == end && labels[i] >= 0;
   }
-  // Numbers name as many classes as the largest says: a bound keeps a stray 2147483647 from
-  // making two billion class names (ImageNet-21k has 21,841 classes).
-  constexpr int64_t most_classes = 1 << 20;
-  if (numbers && !names.empty() && *std::max_element(labels.begin(), labels.end()) >= most_classes) {
-    throw Error("the label " + std::to_string(*std::max_element(labels.begin(), labels.end())) +
-                " would make more than " + std::to_string(most_classes) +
-                " classes; give the classes names, or numbers from 0");
-  }
   if (numbers) {
-    const int64_t count = names.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
-    for (int64_t k = 0; k < count; ++k) classes.push_back(std::to_string(k));
+    // Numbers name as many classes as the largest says: a bound keeps a stray 2147483647 from
+    // making two billion class names (ImageNet-21k has 21,841 classes).
+    constexpr int64_t most_classes = 1 << 20;
+    const int64_t largest = names.empty() ? -1 : *std::max_element(labels.begin(), labels.end());
+    if (largest >= most_classes) {
+      throw Error("the label " + std::to_string(largest) + " would make more than " +
+                  std::to_string(most_classes) + " classes; give the classes names, or numbers from 0");
+    }
+    for (int64_t k = 0; k <= largest; ++k) classes.push_back(std::to_string(k));
     return labels;
   }
   std::map<std::string, int64_t> rank;
@@ -186,7 +184,7 @@ inline ImageFolder ImageFolder::from_folder(const std::filesystem::path& folder,
 
 inline ImageFolder ImageFolder::from_list(const std::filesystem::path& list) {
   namespace fs = std::filesystem;
-  const auto bytes = io::detail::read_file_bytes(list, io::detail::image_file_limit);
+  const auto bytes = io::detail::read_file_bytes(list, io::detail::whole_file_limit);
   std::string text(bytes.begin(), bytes.end());
   if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);
   io::detail::CsvRecords records(text, ',');

@@ -66,11 +66,11 @@ inline at::Tensor decode_image(std::span<const std::uint8_t> bytes, const std::f
 }
 
 /// @brief Reads an image file once and decodes it (decode_image) into [height, width, channels].
-/// A file over 1 GiB is refused (detail::image_file_limit): no photograph is that large, and a
+/// A file over 1 GiB is refused (detail::whole_file_limit): no photograph is that large, and a
 /// sparse file or a device would otherwise be read into memory whole.
 inline at::Tensor decode_image_file(const std::filesystem::path& path,
                                     const ImageDecodeOptions& options = {}) {
-  const auto bytes = detail::read_file_bytes(path, detail::image_file_limit);
+  const auto bytes = detail::read_file_bytes(path, detail::whole_file_limit);
   return decode_image(bytes, path, options);
 }
 

@@ -17,6 +17,10 @@
 
 namespace batchpipe::io::detail {
 
+/// The largest file read whole (an image, a list of images): 1 GiB. A sparse file or a device
+/// would otherwise be read into memory whole.
+inline constexpr std::uint64_t whole_file_limit = std::uint64_t{1} << 30;
+
 /// The whole of the regular file `path`, at most `limit` bytes. A missing file (one that went
 /// away since the index was made, say), a folder, a FIFO or device, a file over the limit, one
 /// that cannot be read or that shrinks while it is read: a FileError naming it. The size is taken

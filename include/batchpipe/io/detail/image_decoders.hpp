@@ -36,9 +36,6 @@
 
 namespace batchpipe::io::detail {
 
-/// The largest image file read: 1 GiB.
-inline constexpr std::uint64_t image_file_limit = std::uint64_t{1} << 30;
-
 /// The most pixel bytes an image file of `file_size` bytes can hold, with room to spare: the
 /// formats compress at most about 11000 to 1 (GIF's LZW: up to 4093 pixels per 12-bit code,
 /// decoded to 4 bytes each; deflate in PNG: 1032 to 1; JPEG: about 1000; run lengths: 128).
@@ -92,8 +89,8 @@ inline std::uint8_t luma(std::uint8_t r, std::uint8_t g, std::uint8_t b) {
 }
 
 /// `pixels` pixels of `from` interleaved channels (1: grey, 2: grey and alpha, 3: RGB, 4: RGBA)
-/// into `to` channels of `out`: 1 and 2 take the
-/// luma (the grey of a grey image), 3 drops the alpha, 4 adds an opaque one where there is none.
+/// into `to` channels of `out`: 1 and 2 take the luma (the grey of a grey image), 3 drops the
+/// alpha, 4 adds an opaque one where there is none.
 inline void convert_channels(const std::uint8_t* in, int from, std::uint8_t* out, int to,
                              std::size_t pixels) {
   for (std::size_t p = 0; p < pixels; ++p, in += from, out += to) {
