@@ -5,15 +5,29 @@
 
 #include <batchpipe/batchpipe.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <string>
 
 namespace test {
+
+/// A folder of its own for a test's files, removed with everything in it at the end.
+struct Scratch {
+  std::filesystem::path folder =
+      std::filesystem::temp_directory_path() / ("batchpipe_test_" + std::to_string(::getpid()));
+  Scratch() { std::filesystem::create_directories(folder); }
+  ~Scratch() { std::filesystem::remove_all(folder); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  std::filesystem::path operator/(const std::string& name) const { return folder / name; }
+};
 
 /// Runs f on another thread and fails the test (instead of hanging it) when f does not finish
 /// within `limit`: how the tests check that nothing deadlocks.

@@ -318,9 +318,9 @@ TEST_CASE(
     const auto config = bp::Config::parse(R"({"pipeline": )" + actions + "}", "run.json");
     CHECK_THROWS_WITH(bp::Pipeline<bp::ImagesBatch>::from_config(dataset, config), test::contains(expected));
   };
-  fails(
-      R"([{"normalize": {"mean": 0, "std": 1}}, "rotate"])",
-      "run.json: pipeline[1]: batchpipe::ImagesBatch has no action 'rotate' (actions: load, dump, normalize");
+  fails(R"([{"normalize": {"mean": 0, "std": 1}}, "rotate"])",
+        "run.json: pipeline[1]: batchpipe::ImagesBatch has no action 'rotate' (actions: load, load_images, "
+        "dump, normalize");
   fails(R"([{"normalize": {"mean": 0, "std": 1, "sd": 2}}])",
         "run.json: pipeline[0]: action 'normalize' has no parameter 'sd' (parameters: mean, std, scale, "
         "component)");

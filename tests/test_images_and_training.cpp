@@ -652,3 +652,215 @@ TEST_CASE("a checkpoint save killed midway leaves the previous checkpoint loadab
   fs::remove(file);
   remove_all(partial_files(file));
 }
+
+// ---- images of any size: ImageList, resize, random_resized_crop, center_crop ----
+
+namespace {
+
+/// Pillow's own output for each filter and box (tests/data/pillow_resize.json, written by
+/// scripts/pillow-resize-reference.py).
+nlohmann::json pillow_reference() {
+  std::ifstream in(fs::path(BATCHPIPE_TEST_DATA) / "pillow_resize.json");
+  REQUIRE(in);
+  return nlohmann::json::parse(in);
+}
+
+/// Resamples the interleaved image `source` ({"shape": [h, w, c], "data": [...]}) as a case says.
+template <class T>
+std::vector<T> resample_case(const nlohmann::json& source, const nlohmann::json& c) {
+  const auto shape = source["shape"].get<std::vector<int64_t>>();
+  const auto pixels = source["data"].get<std::vector<T>>();
+  const bp::detail::InterleavedImage<T> image{pixels.data(), shape[0], shape[1], shape[2],
+                                              shape[1] * shape[2]};
+  auto box = bp::detail::SourceBox::whole(shape[0], shape[1]);
+  if (!c["box"].is_null()) {
+    const auto b = c["box"].get<std::vector<float>>();
+    box = {b[0], b[1], b[2], b[3]};
+  }
+  bp::detail::ResampleFilter filter{};
+  REQUIRE(bp::detail::parse_resample_filter(c["filter"].get<std::string>(), filter));
+  const int64_t height = c["height"], width = c["width"];
+  std::vector<T> planar(static_cast<std::size_t>(height * width * shape[2]));
+  bp::detail::resample_image(image, box, height, width, filter, planar.data());
+  std::vector<T> interleaved(planar.size());  // as Pillow lays it out
+  for (int64_t y = 0; y < height; ++y)
+    for (int64_t x = 0; x < width; ++x)
+      for (int64_t k = 0; k < shape[2]; ++k)
+        interleaved[static_cast<std::size_t>((y * width + x) * shape[2] + k)] =
+            planar[static_cast<std::size_t>((k * height + y) * width + x)];
+  return interleaved;
+}
+
+/// A folder of PNGs of the given sizes (height, width), pixel values from the file's number.
+bp::Index image_files(const test::Scratch& scratch, const std::vector<std::pair<int64_t, int64_t>>& sizes) {
+  std::vector<bp::Id> ids;
+  std::vector<fs::path> paths;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const auto [h, w] = sizes[i];
+    const auto image =
+        torch::arange(3 * h * w).remainder(251).add(static_cast<int64_t>(i)).to(torch::kByte).view({3, h, w});
+    ids.push_back(std::to_string(i));
+    paths.push_back(scratch / (std::to_string(i) + ".png"));
+    bp::io::write_image(paths.back(), image);
+  }
+  return bp::Index::from_files(ids, paths);
+}
+
+}  // namespace
+
+TEST_CASE("resize gives Pillow's pixels for every filter, shrinking, enlarging and from fractional boxes",
+          "[images][resize]") {
+  const auto reference = pillow_reference();
+  for (const auto& c : reference["cases"]) {
+    CAPTURE(c["image"], c["filter"], c["width"], c["height"], c["box"].dump());
+    if (c["image"] == "rgb") {
+      CHECK(resample_case<std::uint8_t>(reference["rgb"], c) ==
+            c["expected"].get<std::vector<std::uint8_t>>());
+    } else {
+      const auto got = resample_case<float>(reference["float"], c);
+      const auto expected = c["expected"].get<std::vector<float>>();
+      REQUIRE(got.size() == expected.size());
+      for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == test::Approx(expected[i]).margin(1e-4));
+    }
+  }
+}
+
+TEST_CASE("random resized crop boxes lie in the image, within the scale and ratio asked, else fall back",
+          "[images][resize]") {
+  bp::Random rng(3);
+  for (int i = 0; i < 2000; ++i) {
+    const int64_t height = 20 + static_cast<int64_t>(rng.below(400)),
+                  width = 20 + static_cast<int64_t>(rng.below(400));
+    const auto box = bp::detail::random_resized_box(height, width, 0.25, 0.75, 0.5, 2.0, rng);
+    REQUIRE(box.top >= 0);
+    REQUIRE(box.left >= 0);
+    REQUIRE(box.top + box.height <= height);
+    REQUIRE(box.left + box.width <= width);
+    const double share = static_cast<double>(box.height * box.width) / static_cast<double>(height * width);
+    const double ratio = static_cast<double>(box.width) / static_cast<double>(box.height);
+    const bool fallback = box.height == height || box.width == width;
+    if (!fallback) {  // rounding moves a side by half a pixel at most
+      CHECK(share > 0.25 * 0.8);
+      CHECK(share < 0.75 * 1.2);
+      CHECK(ratio > 0.5 * 0.8);
+      CHECK(ratio < 2.0 * 1.2);
+    }
+  }
+  // A strip no box of that ratio fits in: the whole height, the widest width the ratio allows, centred.
+  const auto strip = bp::detail::random_resized_box(10, 1000, 0.5, 1.0, 1.0, 2.0, rng);
+  CHECK(strip.top == 0);
+  CHECK(strip.height == 10);
+  CHECK(strip.width == 20);
+  CHECK(strip.left == 490);
+}
+
+TEST_CASE("center_crop cuts the middle as torchvision does, padding an image smaller than the crop",
+          "[images][resize]") {
+  CHECK(bp::detail::center_offset(10, 4) == 3);
+  CHECK(bp::detail::center_offset(9, 4) == 2);   // 2.5 rounds to even, as Python's round
+  CHECK(bp::detail::center_offset(11, 4) == 4);  // 3.5 too
+  CHECK(bp::detail::center_offset(2, 5) == -1);  // padded 1 before and 2 after
+  const auto images = torch::arange(2 * 3 * 2 * 3).to(torch::kByte).view({2, 3, 2, 3}).add(1);
+  bp::Dataset<bp::ImagesBatch> data(2, {{"images", images}});
+  const auto out = data.pipeline().center_crop(4, 5).next_batch({.batch_size = 2})->get("images");
+  REQUIRE(out.sizes() == torch::IntArrayRef({2, 3, 4, 5}));
+  CHECK(torch::equal(out.narrow(2, 1, 2).narrow(3, 1, 3), images));
+  CHECK(out.sum().item<int64_t>() == images.to(torch::kLong).sum().item<int64_t>());  // zeros elsewhere
+}
+
+TEST_CASE("images of different sizes load into an ImageList, which the geometric actions take",
+          "[images][resize]") {
+  test::Scratch scratch;
+  const bp::Dataset<bp::ImagesBatch> files(image_files(scratch, {{30, 40}, {64, 17}, {25, 25}, {48, 90}}));
+  auto loaded = files.pipeline().load_images().next_batch({.batch_size = 4});
+  const auto& list = loaded->get<bp::ImageList>("images");
+  REQUIRE(list.size() == 4);
+  CHECK(list.height(1) == 64);
+  CHECK(list.width(1) == 17);
+  CHECK(list.channels() == 3);
+  CHECK(torch::equal(list[2], bp::io::read_image(scratch / "2.png")));
+  CHECK_THROWS_WITH(list.stack(), test::contains("item 0 is 3x30x40 and item 1 is 3x64x17"));
+  CHECK_THROWS_WITH(files.pipeline().load_images().crop(8, 8).run({.batch_size = 4}),
+                    test::contains("crop cuts images of one size") && test::contains("item 1 is 3x64x17"));
+
+  // resize: each item as resizing it alone does; resize_shorter keeps proportions.
+  auto resized = files.pipeline().load_images().resize(16, 12).next_batch({.batch_size = 4})->get("images");
+  REQUIRE(resized.sizes() == torch::IntArrayRef({4, 3, 16, 12}));
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto alone = bp::detail::resize_items({list[i]}, {bp::detail::CropBox::whole(list[i])}, 16, 12,
+                                                bp::detail::ResampleFilter::bilinear);
+    CHECK(torch::equal(resized[static_cast<int64_t>(i)], alone[0]));
+  }
+  auto shorter = files.pipeline().load_images().resize_shorter(20).next_batch({.batch_size = 4});
+  const auto& sized = shorter->get<bp::ImageList>("images");
+  CHECK(sized.size_of(0) == "3x20x26");  // 40 * 20 / 30 = 26.67, truncated
+  CHECK(sized.size_of(1) == "3x75x20");
+  CHECK(sized.size_of(3) == "3x20x37");
+
+  // random_resized_crop: one size out, the same for a seed at any prefetch and thread count.
+  const auto crops = [&](std::size_t prefetch, std::size_t threads) {
+    std::vector<torch::Tensor> out;
+    for (auto& batch : files.pipeline().load_images().random_resized_crop(12, 10).flip().gen_batch(
+             {.batch_size = 2, .seed = 9, .prefetch = prefetch, .threads = threads}))
+      out.push_back(batch.get("images"));
+    return torch::cat(out);
+  };
+  const auto reference = crops(0, 1);
+  REQUIRE(reference.sizes() == torch::IntArrayRef({4, 3, 12, 10}));
+  CHECK(torch::equal(reference, crops(2, 2)));
+  CHECK(!torch::equal(reference, crops(0, 1).zero_()));
+  // scale 1 and the image's own ratio: the whole image, as resize gives it.
+  const auto square = files.pipeline()
+                          .load_images()
+                          .random_resized_crop(9, 9, 1.0, 1.0, 1.0, 1.0)
+                          .next_batch({.batch_size = 4});
+  const auto whole = files.pipeline().load_images().resize(9, 9).next_batch({.batch_size = 4});
+  CHECK(torch::equal(square->get("images")[2], whole->get("images")[2]));
+}
+
+TEST_CASE("the geometric actions check their arguments and name the action", "[images][resize]") {
+  bp::Dataset<bp::ImagesBatch> data(2, {{"images", torch::zeros({2, 3, 8, 8}, torch::kByte)}});
+  CHECK_THROWS_WITH(data.pipeline().resize(0, 4).run({}),
+                    test::contains("resize: the size 0x4 is not positive"));
+  CHECK_THROWS_WITH(data.pipeline().resize(4, 4, "lanczos").run({}),
+                    test::contains("resize: unknown filter 'lanczos'"));
+  CHECK_THROWS_WITH(data.pipeline().random_resized_crop(4, 4, 0.5, 0.2).run({}),
+                    test::contains("random_resized_crop: needs 0 < scale_min <= scale_max <= 1"));
+  CHECK_THROWS_WITH(data.pipeline().center_crop(-1, 4).run({}), test::contains("center_crop: the size -1x4"));
+  CHECK_THROWS_WITH(data.pipeline().load_images(2).run({}), test::contains("load_images: channels 2"));
+  CHECK_THROWS_WITH(
+      data.pipeline().normalize_channels(std::vector<float>{0.5f}, std::vector<float>{0.2f}).run({}),
+      test::contains("normalize_channels: 1 means and 1 stds for images [2, 3, 8, 8]"));
+  bp::Dataset<bp::ImagesBatch> ints(2, {{"images", torch::zeros({2, 3, 8, 8}, torch::kInt)}});
+  CHECK_THROWS_WITH(ints.pipeline().resize(4, 4).run({}), test::contains("cannot resize images of Int"));
+}
+
+TEST_CASE("normalize_channels takes one mean and one std per channel", "[images][resize]") {
+  const auto images = torch::randint(0, 256, {3, 3, 5, 4}).to(torch::kByte);
+  bp::Dataset<bp::ImagesBatch> data(3, {{"images", images}});
+  const std::vector<float> mean{0.485f, 0.456f, 0.406f}, std{0.229f, 0.224f, 0.225f};
+  const auto out =
+      data.pipeline().normalize_channels(mean, std, 1 / 255.f).next_batch({.batch_size = 3})->get("images");
+  for (int64_t c = 0; c < 3; ++c) {
+    const auto expected = images.select(1, c)
+                              .to(torch::kFloat)
+                              .mul(1 / 255.f)
+                              .sub(mean[static_cast<std::size_t>(c)])
+                              .div(std[static_cast<std::size_t>(c)]);
+    CHECK(torch::allclose(out.select(1, c), expected, 1e-6, 1e-6));
+  }
+}
+
+TEST_CASE("resize from a config, by name, with its filter", "[images][resize][config]") {
+  bp::Dataset<bp::ImagesBatch> data(2, {{"images", torch::randint(0, 256, {2, 3, 20, 30}).to(torch::kByte)}});
+  const auto config = bp::Config::parse(
+      R"({"pipeline": [{"resize": {"height": 10, "width": 15, "filter": "box"}},
+                       {"normalize_channels": {"mean": [0, 0, 0], "std": [1, 2, 4]}}]})",
+      "resize.json");
+  auto batch = bp::Pipeline<bp::ImagesBatch>::from_config(data, config).next_batch({.batch_size = 2});
+  const auto expected = torch::nn::functional::avg_pool2d(
+      data.pipeline().next_batch({.batch_size = 2})->get("images").to(torch::kFloat),
+      torch::nn::functional::AvgPool2dFuncOptions(2));
+  CHECK(torch::allclose(batch->get("images").select(1, 0), expected.select(1, 0), 0, 1 + 1e-4));
+  CHECK(torch::allclose(batch->get("images").select(1, 2) * 4, expected.select(1, 2), 0, 1 + 1e-4));
+}

@@ -18,10 +18,8 @@ std::set<bp::Id> id_set(const bp::Index& index) {
   return {ids.begin(), ids.end()};
 }
 
-struct TempFolder {
-  fs::path path = fs::temp_directory_path() / ("batchpipe_test_" + std::to_string(::getpid()));
-  TempFolder() { fs::create_directories(path); }
-  ~TempFolder() { fs::remove_all(path); }
+struct TempFolder : test::Scratch {
+  const fs::path& path = folder;
   void touch(const std::string& name) const {
     fs::create_directories((path / name).parent_path());
     std::ofstream(path / name) << name;

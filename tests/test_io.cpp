@@ -16,12 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Scratch {
-  fs::path folder = fs::temp_directory_path() / ("batchpipe_io_" + std::to_string(::getpid()));
-  Scratch() { fs::create_directories(folder); }
-  ~Scratch() { fs::remove_all(folder); }
-  fs::path operator/(const std::string& name) const { return folder / name; }
-};
+using test::Scratch;
 
 std::string bytes_of(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

@@ -21,7 +21,8 @@
 ///   - parallel.hpp       for_each_item: parallel work on a batch's items
 ///   - error.hpp          Error, ActionError, FileError
 /// - io/          readers and writers of IDX, .npy, CSV and image files (io.hpp includes them all)
-/// - images/      ImagesBatch: a ready batch type with load, normalize, flip, crop, ...
+/// - images/      ImagesBatch: a ready batch type with load, resize, crops, normalize, flip, ...;
+///                ImageFolder; ImageList (images of many sizes in one batch)
 /// - training/    TorchModel, train_step, predict, evaluate; checkpoints
 /// - detail/      the library's internals: not for users
 ///
@@ -46,6 +47,7 @@
 #include <batchpipe/core/variables.hpp>
 #include <batchpipe/fwd.hpp>
 #include <batchpipe/images/image_folder.hpp>
+#include <batchpipe/images/image_list.hpp>
 #include <batchpipe/images/images_batch.hpp>
 #include <batchpipe/io.hpp>
 #include <batchpipe/training/checkpoint.hpp>

@@ -91,4 +91,11 @@ inline bool is_plain_file_name(std::string_view name) {
          name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
+/// A number as messages write it: up to 6 significant digits ("0.08", "1e+300", "nan").
+inline std::string format_number(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", value);
+  return text;
+}
+
 }  // namespace batchpipe::detail

@@ -10,6 +10,8 @@
 #include <batchpipe/detail/access.hpp>
 #include <batchpipe/detail/strings.hpp>
 #include <batchpipe/images/detail/image_kernels.hpp>
+#include <batchpipe/images/detail/resize_items.hpp>
+#include <batchpipe/images/image_list.hpp>
 #include <batchpipe/io.hpp>
 
 #include <ATen/core/Tensor.h>
@@ -17,9 +19,12 @@
 #include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/stack.h>
+#include <ATen/ops/tensor.h>
 #include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
 
 #include <any>
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <type_traits>
@@ -105,6 +110,37 @@ class ImagesBatchBase : public Batch<Derived> {
     (*this)[component] = rows.empty() ? at::Tensor() : at::stack(rows);
   }
 
+  /// Decodes every item's image file (a files index: ImageFolder, Index::from_files) into an
+  /// ImageList in `component`: one image [channels, height, width] per item, each of its file's
+  /// own size, decoded in parallel, each file read once. `channels` 1, 3 or 4 converts whatever
+  /// the file holds (0 keeps the file's own, which must then agree). JPEGs decode at the smallest
+  /// of libjpeg-turbo's DCT scales that keeps at least min_height x min_width (0: full size):
+  /// before a resize to 224, `min_height = 224, min_width = 224` skips most of a photograph's
+  /// decoding (the pixels differ from a full decode's by the scaling's rounding).
+  BATCHPIPE_ACTION(load_images,
+                   .params = "channels = 3, min_height = 0, min_width = 0, component = \"images\"")
+  (int64_t channels = 3, int64_t min_height = 0, int64_t min_width = 0, std::string component = "images") {
+    if (channels != 0 && channels != 1 && channels != 3 && channels != 4) {
+      throw Error("load_images: channels " + std::to_string(channels) +
+                  " is not 1, 3 or 4 (0 keeps the file's own)");
+    }
+    if (min_height < 0 || min_width < 0) {
+      throw Error("load_images: min_height " + std::to_string(min_height) + " and min_width " +
+                  std::to_string(min_width) + " must not be negative");
+    }
+#if BATCHPIPE_HAS_STB
+    const Index& items = this->index();
+    std::vector<at::Tensor> images(this->size());
+    const io::ImageDecodeOptions options{static_cast<int>(channels), min_width, min_height};
+    for_each_item(*this, [&](std::size_t i, Random&) {
+      images[i] = io::decode_image_file(items.path(i), options).permute({2, 0, 1});
+    });
+    this->set(component, ImageList(std::move(images)));
+#else
+    throw Error("load_images: batchpipe was built without stb (libstb-dev), which its image decoders need");
+#endif
+  }
+
   /// Writes each item's row of `component` to `folder/<id>.<format>` ("npy", "idx", "png",
   /// "jpg"), creating the folder. An id that is not a plain file name (`../x`, `/tmp/x`, `a/b`)
   /// is an Error naming it, before anything is written: nothing lands outside `folder`.
@@ -132,6 +168,7 @@ class ImagesBatchBase : public Batch<Derived> {
   /// them too) cuts and normalizes in one pass.
   BATCHPIPE_ACTION(normalize, .params = "mean, std, scale = 1.0, component = \"images\"")
   (float mean, float std, float scale = 1.0f, std::string component = "images") {
+    stack_if_list("normalize", component);
     auto& x = (*this)[component];
     if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {
       this->set(component, detail::deferred_normalize(x, detail::pixel_map(mean, std, scale)));
@@ -161,6 +198,14 @@ class ImagesBatchBase : public Batch<Derived> {
     at::Tensor chosen = at::empty({static_cast<int64_t>(this->size())}, at::kBool);
     auto* flag = chosen.data_ptr<bool>();
     for (std::size_t i = 0; i < this->size(); ++i) flag[i] = items.split(i).bernoulli(p);
+    if (auto* list = this->template try_get<ImageList>(component)) {  // each item flipped alone
+      auto images = images_of("flip", component);
+      for (std::size_t i = 0; i < images.size(); ++i) {
+        if (flag[i]) images[i] = images[i].flip({-1});
+      }
+      *list = ImageList(std::move(images));
+      return;
+    }
     if (auto* pixels = deferred_normalize(component)) {  // flipped as they are normalized
       check_items("flip", pixels->input);
       std::any_cast<detail::NormalizedPixels&>(pixels->recipe).flip(chosen);
@@ -181,6 +226,7 @@ class ImagesBatchBase : public Batch<Derived> {
   /// random place with probability p, else at the centre.
   BATCHPIPE_ACTION(crop, .params = "height, width, padding = 0, p = 1.0, component = \"images\"")
   (int64_t height, int64_t width, int64_t padding = 0, double p = 1.0, std::string component = "images") {
+    stack_if_list("crop", component);
     auto* pixels = deferred_normalize(component);  // then cut and normalized at once
     at::Tensor& x = pixels ? pixels->input : (*this)[component];
     if (padding < 0) throw Error("crop: padding " + std::to_string(padding) + " is negative");
@@ -239,6 +285,115 @@ class ImagesBatchBase : public Batch<Derived> {
     x = rows.gather(-1, offsets(1, width, -1).expand(out_shape));
   }
 
+  /// Resizes every item's image to height x width, as Pillow's Image.resize (and so
+  /// torchvision's Resize on PIL images) does: `filter` "bilinear", "bicubic" or "box" (also
+  /// "area"), antialiased when shrinking; same pixels for uint8, same taps for float. Takes an
+  /// ImageList or a tensor [items, channels, height, width] and leaves a tensor.
+  BATCHPIPE_ACTION(resize, .params = "height, width, filter = \"bilinear\", component = \"images\"")
+  (int64_t height, int64_t width, std::string filter = "bilinear", std::string component = "images") {
+    const auto items = images_of("resize", component);
+    std::vector<detail::CropBox> boxes;
+    for (const auto& image : items) boxes.push_back(detail::CropBox::whole(image));
+    put_resized("resize", component, items, boxes, height, width, filter);
+  }
+
+  /// Resizes every item's image so that its shorter side is `size` and the longer keeps the
+  /// image's proportions (torchvision's Resize(size)): an ImageList of items of their own sizes,
+  /// for center_crop to cut.
+  BATCHPIPE_ACTION(resize_shorter, .params = "size, filter = \"bilinear\", component = \"images\"")
+  (int64_t size, std::string filter = "bilinear", std::string component = "images") {
+    const auto items = images_of("resize_shorter", component);
+    const auto kind = filter_named("resize_shorter", filter);
+    if (size < 1) throw Error("resize_shorter: size " + std::to_string(size) + " is not positive");
+    std::vector<at::Tensor> resized(items.size());
+    for_each_item(*this, [&](std::size_t i, Random&) {
+      const auto& image = items[i];
+      const auto out = detail::shorter_side_size(image.size(1), image.size(2), size);
+      resized[i] =
+          detail::resize_items({image}, {detail::CropBox::whole(image)}, out.height, out.width, kind)[0];
+    });
+    this->set(component, ImageList(std::move(resized)));
+  }
+
+  /// torchvision's RandomResizedCrop for each item, from the item's own stream: a box of a share
+  /// of the image's area in [scale_min, scale_max] and of aspect ratio (width / height) in
+  /// [ratio_min, ratio_max] (log-uniform), at a random place, resized to height x width with
+  /// `filter`. Takes an ImageList or a tensor; leaves a tensor [items, channels, height, width].
+  BATCHPIPE_ACTION(random_resized_crop, .params =
+                                            "height, width, scale_min = 0.08, scale_max = 1.0, "
+                                            "ratio_min = 0.75, ratio_max = 1.3333333333333333, "
+                                            "filter = \"bilinear\", component = \"images\"")
+  (int64_t height, int64_t width, double scale_min = 0.08, double scale_max = 1.0, double ratio_min = 0.75,
+   double ratio_max = 4.0 / 3.0, std::string filter = "bilinear", std::string component = "images") {
+    if (!(0 < scale_min && scale_min <= scale_max && scale_max <= 1) ||
+        !(0 < ratio_min && ratio_min <= ratio_max) || !std::isfinite(ratio_max)) {
+      throw Error(
+          "random_resized_crop: needs 0 < scale_min <= scale_max <= 1 and 0 < ratio_min <= ratio_max, got "
+          "scale [" +
+          detail::format_number(scale_min) + ", " + detail::format_number(scale_max) + "], ratio [" +
+          detail::format_number(ratio_min) + ", " + detail::format_number(ratio_max) + "]");
+    }
+    const auto items = images_of("random_resized_crop", component);
+    std::vector<detail::CropBox> boxes(items.size());
+    const Random streams(this->random()());
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      Random rng = streams.split(i);
+      boxes[i] = detail::random_resized_box(items[i].size(1), items[i].size(2), scale_min, scale_max,
+                                            ratio_min, ratio_max, rng);
+    }
+    put_resized("random_resized_crop", component, items, boxes, height, width, filter);
+  }
+
+  /// Cuts height x width from the centre of every item's image (torchvision's CenterCrop: an
+  /// image smaller than the crop is padded with zeros around it). Takes an ImageList or a tensor;
+  /// leaves a tensor [items, channels, height, width].
+  BATCHPIPE_ACTION(center_crop, .params = "height, width, component = \"images\"")
+  (int64_t height, int64_t width, std::string component = "images") {
+    if (height < 1 || width < 1) {
+      throw Error("center_crop: the size " + std::to_string(height) + "x" + std::to_string(width) +
+                  " is not positive");
+    }
+    const auto items = images_of("center_crop", component);
+    const auto channels = items.empty() ? int64_t{0} : items.front().size(0);
+    at::Tensor out = at::zeros({static_cast<int64_t>(items.size()), channels, height, width},
+                               items.empty() ? at::TensorOptions(at::kByte) : items.front().options());
+    for_each_item(*this, [&](std::size_t i, Random&) {
+      const auto box = detail::center_box(items[i].size(1), items[i].size(2), height, width);
+      detail::copy_overlap(items[i], box, out[static_cast<int64_t>(i)]);
+    });
+    this->set(component, out);
+  }
+
+  /// Stacks an ImageList in `component` into one tensor [items, channels, height, width]: an
+  /// Error naming two items when their sizes differ. A tensor is left as it is.
+  BATCHPIPE_ACTION(stack, .params = "component = \"images\"")(std::string component = "images") {
+    if (const auto* list = this->template try_get<ImageList>(component)) this->set(component, list->stack());
+  }
+
+  /// `(x * scale - mean[c]) / std[c]` in float for each channel c of images [items, channels,
+  /// ...] (an ImageList is stacked first): ImageNet's `normalize_channels({0.485f, 0.456f,
+  /// 0.406f}, {0.229f, 0.224f, 0.225f}, 1 / 255.f)`. One mean and one std per channel.
+  BATCHPIPE_ACTION(normalize_channels, .params = "mean, std, scale = 1.0, component = \"images\"")
+  (std::vector<float> mean, std::vector<float> std, float scale = 1.0f, std::string component = "images") {
+    stack_if_list("normalize_channels", component);
+    const at::Tensor x = this->template get<at::Tensor>(component);
+    if (x.dim() < 2 || mean.size() != static_cast<std::size_t>(x.size(1)) || std.size() != mean.size()) {
+      throw Error("normalize_channels: " + std::to_string(mean.size()) + " means and " +
+                  std::to_string(std.size()) + " stds for images " + detail::shape_string(x.sizes()) +
+                  " (one of each per channel, dimension 1)");
+    }
+    for (const float s : std) {
+      if (!(s != 0) || !std::isfinite(s))
+        throw Error("normalize_channels: a std of " + detail::format_number(s));
+    }
+    std::vector<int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
+    shape[1] = x.size(1);
+    const auto options = at::TensorOptions(at::kFloat);
+    const at::Tensor m = at::tensor(at::ArrayRef<float>(mean), options).view(shape).to(x.device());
+    const at::Tensor d = at::tensor(at::ArrayRef<float>(std), options).view(shape).to(x.device());
+    this->set(component, x.to(at::kFloat).mul(scale).sub_(m).div_(d));
+  }
+
   // flip and crop take normalize's result as it left it, deferred (see detail::access::
   // reads_deferred); not for users.
   template <class Action>
@@ -249,6 +404,68 @@ class ImagesBatchBase : public Batch<Derived> {
   /// normalize's result on `component`, left deferred for the one-pass kernels; else nullptr.
   detail::DeferredTensor* deferred_normalize(const std::string& component) {
     return detail::deferred_normalize_in(detail::access::stored_component(*this, component));
+  }
+
+  /// The images of `component`, one per item: an ImageList's or a tensor's rows.
+  std::vector<at::Tensor> images_of(const char* action, const std::string& component) {
+    std::vector<at::Tensor> items;
+    if (const auto* list = this->template try_get<ImageList>(component)) {
+      items = detail::item_images(*list);
+    } else {
+      const at::Tensor& x = this->template get<at::Tensor>(component);
+      if (x.dim() != 3 && x.dim() != 4) {
+        throw Error(std::string(action) +
+                    ": the images must be [items, channels, height, width] or an ImageList, not " +
+                    detail::shape_string(x.sizes()));
+      }
+      items = detail::item_images(x);
+    }
+    if (items.size() != this->size()) {
+      throw Error(std::string(action) + ": " + std::to_string(items.size()) + " images for " +
+                  std::to_string(this->size()) + " items");
+    }
+    return items;
+  }
+
+  /// An ImageList in `component` replaced by its items stacked, for actions that cut every item
+  /// alike; an Error naming the action when the items' sizes differ.
+  void stack_if_list(const char* action, const std::string& component) {
+    const auto* list = this->template try_get<ImageList>(component);
+    if (!list) return;
+    try {
+      this->set(component, list->stack());
+    } catch (const Error& e) {
+      throw Error(std::string(action) +
+                  " cuts images of one size (random_resized_crop and center_crop cut images of "
+                  "any size): " +
+                  e.what());
+    }
+  }
+
+  static detail::ResampleFilter filter_named(const char* action, const std::string& name) {
+    detail::ResampleFilter filter{};
+    if (!detail::parse_resample_filter(name, filter)) {
+      throw Error(std::string(action) + ": unknown filter '" + detail::printable(name) +
+                  "' (filters: bilinear, bicubic, box, area)");
+    }
+    return filter;
+  }
+
+  /// Each item's box resized to height x width into `component`, a tensor of the items' dtype
+  /// (a [items, height, width] input stays without its channel dimension).
+  void put_resized(const char* action, const std::string& component, const std::vector<at::Tensor>& items,
+                   const std::vector<detail::CropBox>& boxes, int64_t height, int64_t width,
+                   const std::string& filter) {
+    const auto kind = filter_named(action, filter);
+    if (height < 1 || width < 1) {
+      throw Error(std::string(action) + ": the size " + std::to_string(height) + "x" + std::to_string(width) +
+                  " is not positive");
+    }
+    const auto* tensor = this->template try_get<at::Tensor>(component);
+    const bool planes = tensor && tensor->dim() == 3;
+    const auto device = items.empty() ? at::Device(at::kCPU) : items.front().device();
+    at::Tensor out = detail::resize_items(items, boxes, height, width, kind).to(device);
+    this->set(component, planes ? out.squeeze(1) : out);
   }
 
   /// An Error unless the images `x` have one row per item: each item's draw picks its row.
