@@ -667,7 +667,8 @@ nlohmann::json pillow_reference() {
 
 /// Resamples the interleaved image `source` ({"shape": [h, w, c], "data": [...]}) as a case says.
 template <class T>
-std::vector<T> resample_case(const nlohmann::json& source, const nlohmann::json& c) {
+std::vector<T> resample_case(const nlohmann::json& source, const nlohmann::json& c,
+                             bp::detail::ResampleIsa isa) {
   const auto shape = source["shape"].get<std::vector<int64_t>>();
   const auto pixels = source["data"].get<std::vector<T>>();
   const bp::detail::InterleavedImage<T> image{pixels.data(), shape[0], shape[1], shape[2],
@@ -681,7 +682,7 @@ std::vector<T> resample_case(const nlohmann::json& source, const nlohmann::json&
   REQUIRE(bp::detail::parse_resample_filter(c["filter"].get<std::string>(), filter));
   const int64_t height = c["height"], width = c["width"];
   std::vector<T> planar(static_cast<std::size_t>(height * width * shape[2]));
-  bp::detail::resample_image(image, box, height, width, filter, planar.data());
+  bp::detail::resample_image_on(isa, image, box, height, width, filter, planar.data());
   std::vector<T> interleaved(planar.size());  // as Pillow lays it out
   for (int64_t y = 0; y < height; ++y)
     for (int64_t x = 0; x < width; ++x)
@@ -711,16 +712,18 @@ bp::Index image_files(const test::Scratch& scratch, const std::vector<std::pair<
 TEST_CASE("resize gives Pillow's pixels for every filter, shrinking, enlarging and from fractional boxes",
           "[images][resize]") {
   const auto reference = pillow_reference();
-  for (const auto& c : reference["cases"]) {
-    CAPTURE(c["image"], c["filter"], c["width"], c["height"], c["box"].dump());
-    if (c["image"] == "rgb") {
-      CHECK(resample_case<std::uint8_t>(reference["rgb"], c) ==
-            c["expected"].get<std::vector<std::uint8_t>>());
-    } else {
-      const auto got = resample_case<float>(reference["float"], c);
-      const auto expected = c["expected"].get<std::vector<float>>();
-      REQUIRE(got.size() == expected.size());
-      for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == test::Approx(expected[i]).margin(1e-4));
+  for (const auto isa : bp::detail::resample_isas()) {  // every path this CPU can run
+    for (const auto& c : reference["cases"]) {
+      CAPTURE(static_cast<int>(isa), c["image"], c["filter"], c["width"], c["height"], c["box"].dump());
+      if (c["image"] == "rgb") {
+        CHECK(resample_case<std::uint8_t>(reference["rgb"], c, isa) ==
+              c["expected"].get<std::vector<std::uint8_t>>());
+      } else {
+        const auto got = resample_case<float>(reference["float"], c, isa);
+        const auto expected = c["expected"].get<std::vector<float>>();
+        REQUIRE(got.size() == expected.size());
+        for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == test::Approx(expected[i]).margin(1e-4));
+      }
     }
   }
 }
@@ -849,6 +852,13 @@ TEST_CASE("normalize_channels takes one mean and one std per channel", "[images]
                               .div(std[static_cast<std::size_t>(c)]);
     CHECK(torch::allclose(out.select(1, c), expected, 1e-6, 1e-6));
   }
+  // Strided images take the tensor operations instead of the one-pass kernel: the same floats.
+  bp::Dataset<bp::ImagesBatch> strided(3, {{"images", images.transpose(2, 3).contiguous().transpose(2, 3)}});
+  const auto by_tensors = strided.pipeline()
+                              .normalize_channels(mean, std, 1 / 255.f)
+                              .next_batch({.batch_size = 3})
+                              ->get("images");
+  CHECK(torch::allclose(by_tensors, out, 1e-6, 1e-6));
 }
 
 TEST_CASE("resize from a config, by name, with its filter", "[images][resize][config]") {

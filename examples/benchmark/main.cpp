@@ -378,8 +378,7 @@ int main(int argc, char** argv) {
       if (s.files && s.files < folder.index.size()) {
         std::vector<std::size_t> first(s.files);
         for (std::size_t i = 0; i < s.files; ++i) first[i] = i;
-        folder.index = folder.index.subset(first);
-        folder.labels = folder.labels.narrow(0, 0, static_cast<int64_t>(s.files));
+        folder.index = folder.index.subset(first);  // its rows still address every label
       }
       std::printf("W3: %zu files in %zu classes, JPEGs decoded to a side of at least %ld (0: whole)\n",
                   folder.index.size(), folder.classes.size(), static_cast<long>(s.min_side));

@@ -13,8 +13,8 @@
 
 #include <batchpipe/batchpipe.hpp>
 
-#include <oneapi/tbb/task_arena.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/task_arena.h>
 #include <torch/torch.h>
 
 #include <unistd.h>
@@ -67,7 +67,8 @@ bp::Pipeline<B> pipeline(const bp::Dataset<B>& files, int64_t min_side) {
 
 /// batchpipe: one epoch of W3 at `prefetch`, items/s; `peak_mib` the most resident memory seen
 /// at a batch's arrival.
-inline double batchpipe_epoch(const bp::ImageFolder& folder, const Epoch& e, std::size_t prefetch, long& peak_mib) {
+inline double batchpipe_epoch(const bp::ImageFolder& folder, const Epoch& e, std::size_t prefetch,
+                              long& peak_mib) {
   auto run = pipeline(folder.dataset(), e.min_side);
   double checksum = 0;
   std::size_t items = 0;
@@ -108,10 +109,10 @@ inline double hand_loop_epoch(const bp::ImageFolder& folder, const Epoch& e) {
           at::set_num_threads(1);
           for (std::size_t i = w; i < count; i += e.threads) {
             bp::Random rng(start + i);
-            const auto image =
-                bp::io::decode_image_file(folder.index.path(order[start + i]), {.channels = 3}).permute({2, 0, 1});
-            const auto box =
-                bp::detail::random_resized_box(image.size(1), image.size(2), 0.08, 1.0, 3.0 / 4, 4.0 / 3, rng);
+            const auto image = bp::io::decode_image_file(folder.index.path(order[start + i]), {.channels = 3})
+                                   .permute({2, 0, 1});
+            const auto box = bp::detail::random_resized_box(image.size(1), image.size(2), 0.08, 1.0, 3.0 / 4,
+                                                            4.0 / 3, rng);
             const auto crop = image.narrow(1, box.top, box.height).narrow(2, box.left, box.width);
             auto resized = F::interpolate(crop.unsqueeze(0).to(torch::kFloat), resize);
             if (rng.bernoulli(0.5)) resized = resized.flip({-1});
@@ -136,7 +137,8 @@ inline double decode_ceiling_epoch(const bp::ImageFolder& folder, const Epoch& e
     arena.execute([&] {
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {
         pixels[i] =
-            bp::io::decode_image_file(folder.index.path(i), {.channels = 3, .min_width = e.min_side, .min_height = e.min_side})
+            bp::io::decode_image_file(folder.index.path(i),
+                                      {.channels = 3, .min_width = e.min_side, .min_height = e.min_side})
                 .numel();
       });
     });
@@ -151,10 +153,14 @@ inline void write_gallery(const bp::ImageFolder& folder, const std::filesystem::
   const std::size_t step = std::max<std::size_t>(1, folder.index.size() / 6);
   for (std::size_t i = 0; i < folder.index.size() && picked.size() < 6; i += step) picked.push_back(i);
   const bp::Dataset<bp::ImagesBatch> files(folder.index.subset(picked));
-  const auto whole = files.pipeline().load_images().resize(side, side).next_batch({.batch_size = picked.size()});
+  const auto whole =
+      files.pipeline().load_images().resize(side, side).next_batch({.batch_size = picked.size()});
   const auto crops = [&](std::uint64_t seed) {
-    return files.pipeline().load_images().random_resized_crop(side, side).flip().next_batch(
-        {.batch_size = picked.size(), .seed = seed});
+    return files.pipeline()
+        .load_images()
+        .random_resized_crop(side, side)
+        .flip()
+        .next_batch({.batch_size = picked.size(), .seed = seed});
   };
   std::vector<torch::Tensor> lines;
   for (const auto& row : {whole->get("images"), crops(1)->get("images"), crops(2)->get("images")}) {

@@ -76,7 +76,8 @@ class ImageList {
   /// "channels x height x width" of item i, as errors write it.
   std::string size_of(std::size_t i) const {
     const auto& image = images_.at(i);
-    return std::to_string(image.size(0)) + "x" + std::to_string(image.size(1)) + "x" + std::to_string(image.size(2));
+    return std::to_string(image.size(0)) + "x" + std::to_string(image.size(1)) + "x" +
+           std::to_string(image.size(2));
   }
 
  private:
@@ -91,8 +92,8 @@ class ImageList {
     if (image.size(0) != first.size(0) || image.scalar_type() != first.scalar_type() ||
         image.device() != first.device()) {
       throw Error("ImageList: item " + std::to_string(i) + " (" + size_of(i) + ", " +
-                  std::string(c10::toString(image.scalar_type())) + ") differs from item 0 (" + size_of(0) + ", " +
-                  std::string(c10::toString(first.scalar_type())) + ") in channels, dtype or device");
+                  std::string(c10::toString(image.scalar_type())) + ") differs from item 0 (" + size_of(0) +
+                  ", " + std::string(c10::toString(first.scalar_type())) + ") in channels, dtype or device");
     }
   }
 

@@ -386,6 +386,12 @@ class ImagesBatchBase : public Batch<Derived> {
       if (!(s != 0) || !std::isfinite(s))
         throw Error("normalize_channels: a std of " + detail::format_number(s));
     }
+    if (x.scalar_type() == at::kByte && detail::one_pass_applies(x)) {  // one pass, pixel by pixel
+      std::vector<detail::PixelMap> maps;
+      for (std::size_t c = 0; c < mean.size(); ++c) maps.push_back(detail::pixel_map(mean[c], std[c], scale));
+      this->set(component, detail::normalize_channels_of(x, maps));
+      return;
+    }
     std::vector<int64_t> shape(static_cast<std::size_t>(x.dim()), 1);
     shape[1] = x.size(1);
     const auto options = at::TensorOptions(at::kFloat);

@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -270,7 +271,8 @@ class Prefetcher {
     BatchPlan plan;
     std::optional<T> value;
     std::exception_ptr error;
-    bool done = false;  // under mutex_
+    bool started = false;  // under mutex_: make() has begun
+    bool done = false;     // under mutex_
     // Isolated: the batch task does not inherit the cancellation of whatever task the consumer
     // runs in (a run inside an action, or inside the user's parallel_for), which would skip the
     // task's body and leave the slot never done.
@@ -355,7 +357,22 @@ class Prefetcher {
     return slot.done;
   }
 
+  // Waits for a slot's task. With a budget of two cores or more the consumer waits in the arena,
+  // in the slot the budget keeps for it, and makes batches meanwhile. A budget of one core gets a
+  // second slot, for the worker that prefetches; there, once a worker has started the batch, the
+  // consumer waits outside the arena until it is done, so that one thread at a time prepares
+  // batches, as the budget says. A batch no worker starts within a few milliseconds (oneTBB's
+  // workers all busy: a run inside another run's action), or whose context was cancelled (its
+  // body will not run), is waited for in the arena, where the consumer makes it itself.
   void wait_for(Slot& slot) {
+    if (budget_.total < 2) {
+      std::unique_lock lock(mutex_);
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+      while (!slot.done && !slot.context.is_group_execution_cancelled() &&
+             (slot.started || std::chrono::steady_clock::now() < give_up)) {
+        slot_done_.wait_for(lock, std::chrono::milliseconds(slot.started ? 20 : 1));
+      }
+    }
     const WaitingInArena waiting;
     arena_->execute([&] { slot.task.wait(); });
   }
@@ -389,12 +406,17 @@ class Prefetcher {
     slot->value.reset();
     slot->error = nullptr;
     slot->done = false;
+    slot->started = false;
     return slot;
   }
 
   // One batch task: the batch's work with the run's thread settings, its result parked in the
   // slot. It never throws (an exception escaping a oneTBB task would end the process).
   void make(Slot& slot) noexcept {
+    {
+      std::scoped_lock lock(mutex_);
+      slot.started = true;
+    }
     std::optional<T> value;
     std::exception_ptr error;
     try {
@@ -413,6 +435,7 @@ class Prefetcher {
     slot.value = std::move(value);
     slot.error = error;
     slot.done = true;
+    slot_done_.notify_all();
   }
 
   std::optional<T> finish() {
@@ -469,6 +492,7 @@ class Prefetcher {
   std::atomic<std::thread::id> consumer_thread_{};  // read by the tasks
 
   std::mutex mutex_;                          // guards the slots' results and done flags
+  std::condition_variable slot_done_;         // a slot became done (waited on with a budget of one core)
   std::deque<std::unique_ptr<Slot>> window_;  // launched, not yet delivered; in plan order
   std::vector<std::unique_ptr<Slot>> spare_;  // delivered, to reuse (their tasks may be ending)
   TaskGate gate_;

@@ -288,6 +288,27 @@ inline DeferredTensor deferred_normalize(at::Tensor x, const PixelMap& map) {
           }};
 }
 
+/// normalize_channels of uint8 images `x` [items, channels, ...] (one_pass_applies): each
+/// channel's pixels through its own map (`maps[c]`, pixel_map's floats), into a new float
+/// tensor in one pass.
+inline at::Tensor normalize_channels_of(const at::Tensor& x, const std::vector<PixelMap>& maps) {
+  at::Tensor out = BufferPool::empty(x.sizes(), x.options().dtype(at::kFloat));
+  const auto* in = x.data_ptr<std::uint8_t>();
+  auto* o = out.data_ptr<float>();
+  const auto channels = static_cast<int64_t>(maps.size());
+  const int64_t plane = x.numel() / (x.size(0) * channels);
+  for_item_ranges(x.size(0), static_cast<std::size_t>(out.numel()) * sizeof(float),
+                  [&](int64_t first, int64_t last) {
+                    for (int64_t i = first; i < last; ++i) {
+                      for (int64_t c = 0; c < channels; ++c) {
+                        const int64_t at = (i * channels + c) * plane;
+                        map_pixels(o + at, in + at, plane, 1, maps[static_cast<std::size_t>(c)]);
+                      }
+                    }
+                  });
+  return out;
+}
+
 /// The recipe of a deferred normalize held by `value`, if it holds one whose pixels the kernels
 /// take; else nullptr.
 inline DeferredTensor* deferred_normalize_in(std::any* value) {

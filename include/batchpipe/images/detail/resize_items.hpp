@@ -43,14 +43,15 @@ inline std::vector<at::Tensor> item_images(const ImageList& images) { return {im
 
 /// Resamples `box` of `image` [channels, height, width] into `out`, contiguous [channels,
 /// out height, out width] of the same dtype. uint8 (Pillow's fixed point), float and double.
-inline void resize_image_into(const at::Tensor& image, const CropBox& box, ResampleFilter filter, at::Tensor& out) {
+inline void resize_image_into(const at::Tensor& image, const CropBox& box, ResampleFilter filter,
+                              at::Tensor& out) {
   at::Tensor pixels = image.permute({1, 2, 0});  // interleaved, as the kernels read
   if (!pixels.is_contiguous() || !pixels.device().is_cpu()) pixels = pixels.cpu().contiguous();
   const int64_t channels = image.size(0), pitch = image.size(2) * channels;
   const auto run = [&](auto* data, auto* to) {
     using T = std::remove_cv_t<std::remove_pointer_t<decltype(to)>>;
-    const InterleavedImage<T> source{data + box.top * pitch + box.left * channels, box.height, box.width, channels,
-                                     pitch};
+    const InterleavedImage<T> source{data + box.top * pitch + box.left * channels, box.height, box.width,
+                                     channels, pitch};
     resample_image(source, SourceBox::whole(box.height, box.width), out.size(1), out.size(2), filter, to);
   };
   switch (image.scalar_type()) {
@@ -71,11 +72,13 @@ inline void resize_image_into(const at::Tensor& image, const CropBox& box, Resam
 inline at::Tensor resize_items(const std::vector<at::Tensor>& items, const std::vector<CropBox>& boxes,
                                int64_t height, int64_t width, ResampleFilter filter) {
   if (height < 1 || width < 1) {
-    throw Error("the output size " + std::to_string(height) + "x" + std::to_string(width) + " is not positive");
+    throw Error("the output size " + std::to_string(height) + "x" + std::to_string(width) +
+                " is not positive");
   }
   const int64_t channels = items.empty() ? 0 : items.front().size(0);
-  at::Tensor out = at::empty({static_cast<int64_t>(items.size()), channels, height, width},
-                             items.empty() ? at::TensorOptions(at::kByte) : items.front().options().device(at::kCPU));
+  at::Tensor out =
+      at::empty({static_cast<int64_t>(items.size()), channels, height, width},
+                items.empty() ? at::TensorOptions(at::kByte) : items.front().options().device(at::kCPU));
   tbb::parallel_for(std::size_t{0}, items.size(), [&](std::size_t i) {
     at::Tensor slot = out[static_cast<int64_t>(i)];
     resize_image_into(items[i], boxes[i], filter, slot);
@@ -130,9 +133,10 @@ struct ImageSize {
 /// The size torchvision's Resize(size) gives an image: the shorter side `size`, the longer in
 /// proportion (truncated, as torchvision does).
 inline ImageSize shorter_side_size(int64_t height, int64_t width, int64_t size) {
-  if (width <= height) return {static_cast<int64_t>(static_cast<double>(size) * static_cast<double>(height) /
-                                                    static_cast<double>(width)),
-                               size};
+  if (width <= height)
+    return {static_cast<int64_t>(static_cast<double>(size) * static_cast<double>(height) /
+                                 static_cast<double>(width)),
+            size};
   return {size, static_cast<int64_t>(static_cast<double>(size) * static_cast<double>(width) /
                                      static_cast<double>(height))};
 }
