@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <numeric>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -731,6 +732,7 @@ TEST_CASE("resize gives Pillow's pixels for every filter, shrinking, enlarging a
 TEST_CASE("random resized crop boxes lie in the image, within the scale and ratio asked, else fall back",
           "[images][resize]") {
   bp::Random rng(3);
+  std::vector<double> shares;
   for (int i = 0; i < 2000; ++i) {
     const int64_t height = 20 + static_cast<int64_t>(rng.below(400)),
                   width = 20 + static_cast<int64_t>(rng.below(400));
@@ -747,7 +749,23 @@ TEST_CASE("random resized crop boxes lie in the image, within the scale and rati
       CHECK(share < 0.75 * 1.2);
       CHECK(ratio > 0.5 * 0.8);
       CHECK(ratio < 2.0 * 1.2);
+      shares.push_back(share);
     }
+  }
+  // The share is drawn uniformly over the range, not stuck at an end of it.
+  REQUIRE(shares.size() > 1000);
+  const double mean = std::accumulate(shares.begin(), shares.end(), 0.0) / static_cast<double>(shares.size());
+  CHECK(mean > 0.40);  // below 0.5: large boxes of extreme ratios miss the image more often, and retry
+  CHECK(mean < 0.55);
+  CHECK(*std::min_element(shares.begin(), shares.end()) < 0.27);
+  CHECK(*std::max_element(shares.begin(), shares.end()) > 0.73);
+  // Ratios no side can take: the fallback, never a box without pixels, never an overflow.
+  for (const auto& [low, high] : {std::pair{1e200, 1e300}, std::pair{1e-300, 1e-200}}) {
+    const auto extreme = bp::detail::random_resized_box(30, 40, 0.1, 1.0, low, high, rng);
+    CHECK(extreme.height >= 1);
+    CHECK(extreme.width >= 1);
+    CHECK(extreme.top + extreme.height <= 30);
+    CHECK(extreme.left + extreme.width <= 40);
   }
   // A strip no box of that ratio fits in: the whole height, the widest width the ratio allows, centred.
   const auto strip = bp::detail::random_resized_box(10, 1000, 0.5, 1.0, 1.0, 2.0, rng);
@@ -769,6 +787,10 @@ TEST_CASE("center_crop cuts the middle as torchvision does, padding an image sma
   REQUIRE(out.sizes() == torch::IntArrayRef({2, 3, 4, 5}));
   CHECK(torch::equal(out.narrow(2, 1, 2).narrow(3, 1, 3), images));
   CHECK(out.sum().item<int64_t>() == images.to(torch::kLong).sum().item<int64_t>());  // zeros elsewhere
+  // Images [items, height, width] stay without a channel dimension, as resize leaves them.
+  bp::Dataset<bp::ImagesBatch> planes(2, {{"images", images.select(1, 0)}});
+  CHECK(planes.pipeline().center_crop(1, 2).next_batch({.batch_size = 2})->get("images").sizes() ==
+        torch::IntArrayRef({2, 1, 2}));
 }
 
 TEST_CASE("images of different sizes load into an ImageList, which the geometric actions take",
@@ -783,6 +805,17 @@ TEST_CASE("images of different sizes load into an ImageList, which the geometric
   CHECK(list.channels() == 3);
   CHECK(torch::equal(list[2], bp::io::read_image(scratch / "2.png")));
   CHECK_THROWS_WITH(list.stack(), test::contains("item 0 is 3x30x40 and item 1 is 3x64x17"));
+  // The files' own channels (0) must agree within a batch: the error names the files.
+  bp::io::write_image(scratch / "grey.png", torch::zeros({1, 5, 5}, torch::kByte));
+  const bp::Dataset<bp::ImagesBatch> mixed(bp::Index::from_files(
+      std::vector<bp::Id>{"colour", "grey"}, std::vector<fs::path>{scratch / "0.png", scratch / "grey.png"}));
+  CHECK_THROWS_WITH(mixed.pipeline().load_images(0).run({.batch_size = 2}),
+                    test::contains("grey.png: has 1 channels and ") && test::contains("0.png has 3"));
+  CHECK(mixed.pipeline()
+            .load_images(3)
+            .next_batch({.batch_size = 2})
+            ->get<bp::ImageList>("images")
+            .channels() == 3);
   CHECK_THROWS_WITH(files.pipeline().load_images().crop(8, 8).run({.batch_size = 4}),
                     test::contains("crop cuts images of one size") && test::contains("item 1 is 3x64x17"));
 
@@ -834,6 +867,11 @@ TEST_CASE("the geometric actions check their arguments and name the action", "[i
   CHECK_THROWS_WITH(
       data.pipeline().normalize_channels(std::vector<float>{0.5f}, std::vector<float>{0.2f}).run({}),
       test::contains("normalize_channels: 1 means and 1 stds for images [2, 3, 8, 8]"));
+  bp::Dataset<bp::ImagesBatch> empty(2, {{"images", torch::zeros({2, 3, 0, 8}, torch::kByte)}});
+  CHECK_THROWS_WITH(empty.pipeline().resize(4, 4).run({}),
+                    test::contains("resize: item 0 is an empty image (3x0x8)"));
+  CHECK_THROWS_WITH(empty.pipeline().random_resized_crop(4, 4).run({}),
+                    test::contains("random_resized_crop: item 0 is an empty image"));
   bp::Dataset<bp::ImagesBatch> ints(2, {{"images", torch::zeros({2, 3, 8, 8}, torch::kInt)}});
   CHECK_THROWS_WITH(ints.pipeline().resize(4, 4).run({}), test::contains("cannot resize images of Int"));
 }

@@ -135,6 +135,13 @@ class ImagesBatchBase : public Batch<Derived> {
     for_each_item(*this, [&](std::size_t i, Random&) {
       images[i] = io::decode_image_file(items.path(i), options).permute({2, 0, 1});
     });
+    for (std::size_t i = 1; i < images.size(); ++i) {  // channels 0: each file's own, which must agree
+      if (images[i].size(0) == images[0].size(0)) continue;
+      throw FileError(items.path(i), "has " + std::to_string(images[i].size(0)) + " channels and " +
+                                         items.path(0).string() + " has " +
+                                         std::to_string(images[0].size(0)) +
+                                         ": one batch holds one channel count (load_images(3) converts)");
+    }
     this->set(component, ImageList(std::move(images)));
 #else
     throw Error("load_images: batchpipe was built without stb (libstb-dev), which its image decoders need");
@@ -361,7 +368,8 @@ class ImagesBatchBase : public Batch<Derived> {
       const auto box = detail::center_box(items[i].size(1), items[i].size(2), height, width);
       detail::copy_overlap(items[i], box, out[static_cast<int64_t>(i)]);
     });
-    this->set(component, out);
+    const auto* tensor = this->template try_get<at::Tensor>(component);
+    this->set(component, tensor && tensor->dim() == 3 ? out.squeeze(1) : out);  // as resize leaves it
   }
 
   /// Stacks an ImageList in `component` into one tensor [items, channels, height, width]: an
@@ -429,6 +437,12 @@ class ImagesBatchBase : public Batch<Derived> {
     if (items.size() != this->size()) {
       throw Error(std::string(action) + ": " + std::to_string(items.size()) + " images for " +
                   std::to_string(this->size()) + " items");
+    }
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      if (items[i].size(1) > 0 && items[i].size(2) > 0) continue;
+      throw Error(std::string(action) + ": item " + std::to_string(i) + " is an empty image (" +
+                  std::to_string(items[i].size(0)) + "x" + std::to_string(items[i].size(1)) + "x" +
+                  std::to_string(items[i].size(2)) + ")");
     }
     return items;
   }

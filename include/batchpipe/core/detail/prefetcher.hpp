@@ -361,18 +361,24 @@ class Prefetcher {
   // in the slot the budget keeps for it, and makes batches meanwhile. A budget of one core gets a
   // second slot, for the worker that prefetches; there, while a worker makes a batch of the run,
   // the consumer waits outside the arena, so that one thread at a time prepares batches, as the
-  // budget says. When no worker has begun one for a few milliseconds (oneTBB's workers all busy: a
+  // budget says. When no worker has been on one for a few milliseconds (oneTBB's workers all busy: a
   // run inside another run's action), or the batch's context was cancelled (its body will not
   // run), it waits in the arena, where it makes batches itself.
   void wait_for(Slot& slot) {
     if (budget_.total < 2) {
       std::unique_lock lock(mutex_);
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
       const auto worker_on_run = [&] {  // a batch begun and not done: a worker is on this run
-        return std::any_of(window_.begin(), window_.end(), [](const auto& s) { return s->started && !s->done; });
+        return std::any_of(window_.begin(), window_.end(),
+                           [](const auto& s) { return s->started && !s->done; });
       };
-      while (!slot.done && !slot.context.is_group_execution_cancelled() &&
-             (worker_on_run() || std::chrono::steady_clock::now() < give_up)) {
+      auto worker_seen = std::chrono::steady_clock::now();
+      while (!slot.done && !slot.context.is_group_execution_cancelled()) {
+        const auto now = std::chrono::steady_clock::now();
+        if (worker_on_run()) {
+          worker_seen = now;
+        } else if (now - worker_seen > std::chrono::milliseconds(5)) {
+          break;
+        }
         slot_done_.wait_for(lock, std::chrono::milliseconds(1));
       }
     }

@@ -95,22 +95,28 @@ inline CropBox random_resized_box(int64_t height, int64_t width, double scale_mi
   const double area = static_cast<double>(height) * static_cast<double>(width);
   const double log_min = std::log(ratio_min), log_max = std::log(ratio_max);
   for (int attempt = 0; attempt < 10; ++attempt) {
-    const double target = area * scale_min + (scale_max - scale_min) * rng.uniform();
+    const double target = area * (scale_min + (scale_max - scale_min) * rng.uniform());
     const double ratio = std::exp(log_min + (log_max - log_min) * rng.uniform());
-    const auto w = static_cast<int64_t>(std::nearbyint(std::sqrt(target * ratio)));
-    const auto h = static_cast<int64_t>(std::nearbyint(std::sqrt(target / ratio)));
-    if (w > 0 && w <= width && h > 0 && h <= height) {
+    // Compared as doubles: an extreme ratio gives sides no integer holds.
+    const double wide = std::nearbyint(std::sqrt(target * ratio)),
+                 high = std::nearbyint(std::sqrt(target / ratio));
+    if (wide > 0 && wide <= static_cast<double>(width) && high > 0 && high <= static_cast<double>(height)) {
+      const auto w = static_cast<int64_t>(wide), h = static_cast<int64_t>(high);
       const auto top = static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(height - h + 1)));
       const auto left = static_cast<int64_t>(rng.below(static_cast<std::uint64_t>(width - w + 1)));
       return {top, left, h, w};
     }
   }
+  // The whole image cut to the nearest ratio allowed; at least a pixel each way (torchvision's
+  // rounding can give none for an extreme ratio).
   const double in_ratio = static_cast<double>(width) / static_cast<double>(height);
   int64_t w = width, h = height;
   if (in_ratio < ratio_min) {
-    h = static_cast<int64_t>(std::nearbyint(static_cast<double>(w) / ratio_min));
+    h = static_cast<int64_t>(
+        std::clamp(std::nearbyint(static_cast<double>(w) / ratio_min), 1.0, static_cast<double>(height)));
   } else if (in_ratio > ratio_max) {
-    w = static_cast<int64_t>(std::nearbyint(static_cast<double>(h) * ratio_max));
+    w = static_cast<int64_t>(
+        std::clamp(std::nearbyint(static_cast<double>(h) * ratio_max), 1.0, static_cast<double>(width)));
   }
   return {(height - h) / 2, (width - w) / 2, h, w};
 }
