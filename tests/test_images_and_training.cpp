@@ -798,7 +798,7 @@ TEST_CASE("images of different sizes load into an ImageList, which the geometric
   test::Scratch scratch;
   const bp::Dataset<bp::ImagesBatch> files(image_files(scratch, {{30, 40}, {64, 17}, {25, 25}, {48, 90}}));
   auto loaded = files.pipeline().load_images().next_batch({.batch_size = 4});
-  const auto& list = loaded->get<bp::ImageList>("images");
+  const bp::ImageList list = loaded->get<bp::ImageList>("images");
   REQUIRE(list.size() == 4);
   CHECK(list.height(1) == 64);
   CHECK(list.width(1) == 17);
@@ -828,7 +828,7 @@ TEST_CASE("images of different sizes load into an ImageList, which the geometric
     CHECK(torch::equal(resized[static_cast<int64_t>(i)], alone[0]));
   }
   auto shorter = files.pipeline().load_images().resize_shorter(20).next_batch({.batch_size = 4});
-  const auto& sized = shorter->get<bp::ImageList>("images");
+  const bp::ImageList sized = shorter->get<bp::ImageList>("images");
   CHECK(sized.size_of(0) == "3x20x26");  // 40 * 20 / 30 = 26.67, truncated
   CHECK(sized.size_of(1) == "3x75x20");
   CHECK(sized.size_of(3) == "3x20x37");

@@ -33,7 +33,7 @@ int main() {
 
   // load_images: one image per item, each of its own size.
   auto loaded = photos.pipeline().load_images().next_batch({.batch_size = 6});
-  const auto& list = loaded->get<bp::ImageList>("images");
+  const bp::ImageList list = loaded->get<bp::ImageList>("images");
   std::cout << "loaded:";
   for (std::size_t i = 0; i < list.size(); ++i) std::cout << ' ' << list.size_of(i);
   std::cout << '\n';

@@ -38,14 +38,21 @@ class ImageList {
     for (std::size_t i = 0; i < images_.size(); ++i) check_item(i);
   }
 
+  /// The number of images: one per item.
   std::size_t size() const noexcept { return images_.size(); }
+  /// Whether there are no images.
   bool empty() const noexcept { return images_.empty(); }
   /// Item i's image [channels, height, width].
   const at::Tensor& operator[](std::size_t i) const { return images_.at(i); }
+  /// The channels every image has (0 when there are none).
   int64_t channels() const { return images_.empty() ? 0 : images_.front().size(0); }
+  /// Item i's height.
   int64_t height(std::size_t i) const { return images_.at(i).size(1); }
+  /// Item i's width.
   int64_t width(std::size_t i) const { return images_.at(i).size(2); }
+  /// The images in item order, from the first.
   auto begin() const noexcept { return images_.begin(); }
+  /// Past the last image.
   auto end() const noexcept { return images_.end(); }
 
   /// Whether every item has the first item's height and width.
