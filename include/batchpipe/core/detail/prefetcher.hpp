@@ -422,7 +422,7 @@ class Prefetcher {
   // One batch task: the batch's work with the run's thread settings, its result parked in the
   // slot. It never throws (an exception escaping a oneTBB task would end the process).
   void make(Slot& slot) noexcept {
-    {
+    if (budget_.total < 2) {  // read only by wait_for's one-core wait: no lock taken otherwise
       std::scoped_lock lock(mutex_);
       slot.started = true;
     }

@@ -109,23 +109,42 @@ struct ResampleTaps {
   int64_t highest() const { return first.empty() ? 0 : first.back() + count.back(); }
 };
 
+/// The sum type of a pixel type: Pillow's 32-bit fixed point for uint8, double for the rest.
+template <class T>
+using ResampleSum = std::conditional_t<std::is_same_v<T, std::uint8_t>, int32_t, double>;
+
+/// A sum's first value: half of the fixed point's unit for uint8 (Pillow's rounding), else 0.
+template <class T>
+constexpr ResampleSum<T> resample_start() {
+  if constexpr (std::is_same_v<T, std::uint8_t>) return int32_t{1} << (ResampleTaps::precision_bits - 1);
+  return 0;
+}
+
+/// A finished sum as a pixel: shifted down and clipped to 0-255 for uint8 (Pillow's clip8).
+template <class T>
+T resample_finish(ResampleSum<T> sum) {
+  if constexpr (std::is_same_v<T, std::uint8_t>) {
+    return static_cast<std::uint8_t>(std::clamp(sum >> ResampleTaps::precision_bits, 0, 255));
+  } else {
+    return static_cast<T>(sum);
+  }
+}
+
 /// One output value from `count` source values `step` apart and their weights: fixed point with
 /// Pillow's rounding and clipping for uint8, floating point for the rest.
 template <class T>
 T resample_one(const T* in, int64_t step, const ResampleTaps& taps, int64_t o) {
   const auto at = static_cast<std::size_t>(o * taps.stride);
   const int64_t count = taps.count[static_cast<std::size_t>(o)];
+  ResampleSum<T> sum = resample_start<T>();
   if constexpr (std::is_same_v<T, std::uint8_t>) {
     const int32_t* w = &taps.fixed[at];
-    int32_t sum = 1 << (ResampleTaps::precision_bits - 1);
     for (int64_t i = 0; i < count; ++i) sum += static_cast<int32_t>(in[i * step]) * w[i];
-    return static_cast<std::uint8_t>(std::clamp(sum >> ResampleTaps::precision_bits, 0, 255));
   } else {
     const double* w = &taps.weights[at];
-    double sum = 0;
     for (int64_t i = 0; i < count; ++i) sum += static_cast<double>(in[i * step]) * w[i];
-    return static_cast<T>(sum);
   }
+  return resample_finish<T>(sum);
 }
 
 /// One row of interleaved pixels of `Channels` channels resampled across: each output pixel's
@@ -134,14 +153,12 @@ T resample_one(const T* in, int64_t step, const ResampleTaps& taps, int64_t o) {
 template <class T, int Channels>
 void resample_row(const T* row, const ResampleTaps& taps, int64_t out_width, T* to) {
   constexpr bool fixed = std::is_same_v<T, std::uint8_t>;
-  using Sum = std::conditional_t<fixed, int32_t, double>;
   for (int64_t x = 0; x < out_width; ++x) {
     const auto at = static_cast<std::size_t>(x * taps.stride);
     const int64_t count = taps.count[static_cast<std::size_t>(x)];
     const T* from = row + taps.first[static_cast<std::size_t>(x)] * Channels;
-    Sum sums[Channels];
-    for (int k = 0; k < Channels; ++k)
-      sums[k] = fixed ? Sum(1 << (ResampleTaps::precision_bits - 1)) : Sum(0);
+    ResampleSum<T> sums[Channels];
+    for (int k = 0; k < Channels; ++k) sums[k] = resample_start<T>();
     for (int64_t i = 0; i < count; ++i) {
       if constexpr (fixed) {
         const int32_t w = taps.fixed[at + static_cast<std::size_t>(i)];
@@ -151,14 +168,7 @@ void resample_row(const T* row, const ResampleTaps& taps, int64_t out_width, T* 
         for (int k = 0; k < Channels; ++k) sums[k] += static_cast<double>(from[i * Channels + k]) * w;
       }
     }
-    for (int k = 0; k < Channels; ++k) {
-      if constexpr (fixed) {
-        to[x * Channels + k] =
-            static_cast<std::uint8_t>(std::clamp(sums[k] >> ResampleTaps::precision_bits, 0, 255));
-      } else {
-        to[x * Channels + k] = static_cast<T>(sums[k]);
-      }
-    }
+    for (int k = 0; k < Channels; ++k) to[x * Channels + k] = resample_finish<T>(sums[k]);
   }
 }
 
@@ -177,10 +187,6 @@ struct SourceBox {
   }
 };
 
-/// The sum type of a pixel type: Pillow's 32-bit fixed point for uint8, double for the rest.
-template <class T>
-using ResampleSum = std::conditional_t<std::is_same_v<T, std::uint8_t>, int32_t, double>;
-
 /// out[j] = the weighted sum, tap by tap, of lines[i * line_pitch + j] (j < size) with the weights
 /// of output `o` of `taps`, rounded and clipped for uint8: whole lines at once, the loop compilers
 /// vectorise. The sums are Pillow's, in Pillow's tap order. `sums` holds `size` elements; the
@@ -189,14 +195,11 @@ using ResampleSum = std::conditional_t<std::is_same_v<T, std::uint8_t>, int32_t,
 template <class T>
 void resample_lines(const T* __restrict lines, int64_t line_pitch, int64_t size, const ResampleTaps& taps,
                     int64_t o, ResampleSum<T>* __restrict sums, T* __restrict out) {
-  constexpr bool fixed = std::is_same_v<T, std::uint8_t>;
-  using Sum = ResampleSum<T>;
   const auto at = static_cast<std::size_t>(o * taps.stride);
-  const Sum start = fixed ? Sum(1 << (ResampleTaps::precision_bits - 1)) : Sum(0);
-  for (int64_t j = 0; j < size; ++j) sums[j] = start;
+  for (int64_t j = 0; j < size; ++j) sums[j] = resample_start<T>();
   for (int64_t i = 0; i < taps.count[static_cast<std::size_t>(o)]; ++i) {
     const T* line = lines + i * line_pitch;
-    if constexpr (fixed) {
+    if constexpr (std::is_same_v<T, std::uint8_t>) {
       const int32_t w = taps.fixed[at + static_cast<std::size_t>(i)];
       for (int64_t j = 0; j < size; ++j) sums[j] += static_cast<int32_t>(line[j]) * w;
     } else {
@@ -204,13 +207,7 @@ void resample_lines(const T* __restrict lines, int64_t line_pitch, int64_t size,
       for (int64_t j = 0; j < size; ++j) sums[j] += static_cast<double>(line[j]) * w;
     }
   }
-  for (int64_t j = 0; j < size; ++j) {
-    if constexpr (fixed) {
-      out[j] = static_cast<std::uint8_t>(std::clamp(sums[j] >> ResampleTaps::precision_bits, 0, 255));
-    } else {
-      out[j] = static_cast<T>(sums[j]);
-    }
-  }
+  for (int64_t j = 0; j < size; ++j) out[j] = resample_finish<T>(sums[j]);
 }
 
 /// The columns pass, pixel by pixel: `rows` source rows from `first` into `columns` (rows x
